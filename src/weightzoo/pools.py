@@ -1,0 +1,116 @@
+"""Pattern pools: for each pattern, a uniform random set of distinct members.
+
+A pool is the first `pool_size` distinct sequences of an i.i.d. stream of uniform members, which is
+a uniformly random subset of the members (in random order); when a pattern has no more members
+than that, the pool is all of them. Nothing is enumerated, so building pools costs the same at
+vocab 26 / length 20 as at vocab 7 / length 7.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+
+from weightzoo.patterns import PATTERN_NAMES, PATTERNS
+from weightzoo.seeding import Stream, rng_for
+from weightzoo.space import SequenceSpace
+
+Draw = Callable[[int], np.ndarray]
+
+
+def row_key(row: np.ndarray) -> bytes:
+    """A hashable key for one sequence (tokens fit in a byte: vocab <= 26)."""
+    return np.asarray(row, dtype=np.uint8).tobytes()
+
+
+def first_distinct(
+    draw: Draw,
+    target: int,
+    width: int,
+    available: int | None = None,
+    exclude: Iterable[bytes] = (),
+    max_rounds: int = 200,
+) -> np.ndarray:
+    """The first `target` distinct rows of an i.i.d. stream, skipping `exclude`.
+
+    `available` is the number of distinct rows the stream can produce outside `exclude` when known;
+    the result then stops there instead of searching forever. Without it, the search gives up after
+    `max_rounds` batches that add nothing.
+    """
+    target = target if available is None else min(target, available)
+    seen = set(exclude)
+    kept: list[np.ndarray] = []
+    barren = 0
+    while len(kept) < target:
+        batch = draw(max(64, 2 * (target - len(kept))))
+        before = len(kept)
+        for row in batch:
+            key = row_key(row)
+            if key not in seen:
+                seen.add(key)
+                kept.append(row)
+                if len(kept) == target:
+                    break
+        barren = barren + 1 if len(kept) == before else 0
+        if barren >= max_rounds:
+            break
+    return np.array(kept, dtype=np.int64).reshape(len(kept), width)
+
+
+def available_members(name: str, space: SequenceSpace, exclude_rows: np.ndarray | None) -> int:
+    """Members of a pattern outside the excluded rows (exact)."""
+    total = PATTERNS[name].count(space)
+    if exclude_rows is None or len(exclude_rows) == 0:
+        return total
+    unique = np.unique(np.asarray(exclude_rows, dtype=np.int64), axis=0)
+    return total - int(PATTERNS[name].holds(unique, space).sum())
+
+
+def sample_members(
+    name: str,
+    space: SequenceSpace,
+    n: int,
+    rng: np.random.Generator,
+    exclude_rows: np.ndarray | None = None,
+) -> np.ndarray:
+    """Up to `n` distinct members of a pattern, uniformly chosen, none of them in `exclude_rows`."""
+    pattern = PATTERNS[name]
+    exclude = [row_key(r) for r in exclude_rows] if exclude_rows is not None else []
+    return first_distinct(
+        lambda k: pattern.sample(space, rng, k),
+        n,
+        space.length,
+        available=available_members(name, space, exclude_rows),
+        exclude=exclude,
+    )
+
+
+def sample_negatives(
+    space: SequenceSpace,
+    avoid: Iterable[str],
+    n: int,
+    rng: np.random.Generator,
+    exclude_rows: np.ndarray | None = None,
+) -> np.ndarray:
+    """Up to `n` distinct sequences, uniform over those satisfying none of the `avoid` patterns."""
+    avoid = list(avoid)
+
+    def draw(k: int) -> np.ndarray:
+        x = rng.integers(0, space.vocab_size, size=(4 * k, space.length))
+        hit = np.zeros(len(x), dtype=bool)
+        for name in avoid:
+            hit |= PATTERNS[name].holds(x, space)
+        return x[~hit]
+
+    exclude = [row_key(r) for r in exclude_rows] if exclude_rows is not None else []
+    return first_distinct(draw, n, space.length, exclude=exclude)
+
+
+def build_pools(space: SequenceSpace, names: Iterable[str], pool_size: int, seed: int) -> dict[str, np.ndarray]:
+    """One pool per named pattern. A pattern's pool depends only on (seed, pattern, space, pool_size),
+    not on which other patterns are enabled."""
+    return {
+        name: sample_members(name, space, pool_size, rng_for(seed, Stream.POOLS, PATTERN_NAMES.index(name)))
+        for name in names
+    }
