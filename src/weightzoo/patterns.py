@@ -44,7 +44,9 @@ class Pattern:
     def sample(self, space: SequenceSpace, rng: np.random.Generator, n: int) -> np.ndarray:
         """`n` members drawn independently and uniformly, shape [n, length]."""
         if self.count(space) == 0:
-            raise ValueError(f"pattern {self.name} has no members at vocab {space.vocab_size}, length {space.length}")
+            raise ValueError(
+                f"pattern {self.name} has no members at vocab {space.vocab_size}, length {space.length}"
+            )
         return self.draw(space, rng, n).astype(np.int64, copy=False)
 
 
@@ -208,7 +210,9 @@ _register(
     "no_repeats",
     lambda s: "no token appears more than once",
     lambda x, s: (np.diff(np.sort(x, axis=1), axis=1) != 0).all(axis=1),
-    lambda s: factorial(s.vocab_size) // factorial(s.vocab_size - s.length) if s.vocab_size >= s.length else 0,
+    lambda s: (
+        factorial(s.vocab_size) // factorial(s.vocab_size - s.length) if s.vocab_size >= s.length else 0
+    ),
     lambda s, rng, n: np.argsort(rng.random((n, s.vocab_size)), axis=1)[:, : s.length],
 )
 
@@ -373,8 +377,10 @@ def _mountain_holds(x, s):
 
 _register(
     "mountain_pattern",
-    lambda s: "tokens rise (strictly at least once) to a peak, then fall (strictly at least once), "
-    "never rising again; flat steps allowed",
+    lambda s: (
+        "tokens rise (strictly at least once) to a peak, then fall (strictly at least once), "
+        "never rising again; flat steps allowed"
+    ),
     _mountain_holds,
     lambda s: _mountain_automaton(s).count(),
     lambda s, rng, n: _mountain_automaton(s).sample(rng, n),

@@ -104,10 +104,30 @@ def sample_negatives(
         return x[~hit]
 
     exclude = [row_key(r) for r in exclude_rows] if exclude_rows is not None else []
-    return first_distinct(draw, n, space.length, exclude=exclude)
+    return first_distinct(
+        draw, n, space.length, available=_negatives_available(space, avoid, exclude), exclude=exclude
+    )
 
 
-def build_pools(space: SequenceSpace, names: Iterable[str], pool_size: int, seed: int) -> dict[str, np.ndarray]:
+ENUMERABLE = 100_000  # spaces this small are counted exactly, so a search never outlasts its supply
+
+
+def _negatives_available(space: SequenceSpace, avoid: list[str], exclude: list[bytes]) -> int | None:
+    if space.size > ENUMERABLE:
+        return None
+    every = np.indices((space.vocab_size,) * space.length).reshape(space.length, -1).T
+    hit = np.zeros(len(every), dtype=bool)
+    for name in avoid:
+        hit |= PATTERNS[name].holds(every, space)
+    excluded = {k for k in exclude}
+    return (
+        int(sum(1 for row in every[~hit] if row_key(row) not in excluded)) if excluded else int((~hit).sum())
+    )
+
+
+def build_pools(
+    space: SequenceSpace, names: Iterable[str], pool_size: int, seed: int
+) -> dict[str, np.ndarray]:
     """One pool per named pattern. A pattern's pool depends only on (seed, pattern, space, pool_size),
     not on which other patterns are enabled."""
     return {

@@ -49,9 +49,7 @@ class Automaton:
         completions[-1] = {s: int(bool(self.accepts(s))) for s in layers[-1]}
         for pos in range(self.length - 1, -1, -1):
             after = completions[pos + 1]
-            completions[pos] = {
-                s: sum(after[t] for t in moves[pos][s] if t is not None) for s in layers[pos]
-            }
+            completions[pos] = {s: sum(after[t] for t in moves[pos][s] if t is not None) for s in layers[pos]}
         return layers, moves, completions
 
     def count(self) -> int:

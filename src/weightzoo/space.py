@@ -61,5 +61,7 @@ class SequenceSpace:
                 raise ValueError(f"{ch!r} is not a token of vocabulary {self.letters}")
             tokens.append(LETTERS.index(ch))
         if len(tokens) != self.length:
-            raise ValueError(f"sequence {''.join(letters)!r} has length {len(tokens)}, expected {self.length}")
+            raise ValueError(
+                f"sequence {''.join(letters)!r} has length {len(tokens)}, expected {self.length}"
+            )
         return np.array(tokens, dtype=np.int64)

@@ -86,14 +86,16 @@ def build_subject_dataset(
     enabled: tuple[str, ...],
     sizes: DatasetSizes,
     rng: np.random.Generator,
+    exclude_negatives: np.ndarray | None = None,
 ) -> SubjectDataset:
-    """Draw positives from each selected pattern's pool and uniform negatives, then shuffle."""
+    """Draw positives from each selected pattern's pool and uniform negatives (none of them in
+    `exclude_negatives`, e.g. held-out test rows), then shuffle."""
     parts, sources = [], []
     for i, name in enumerate(selected):
         parts.append(take(pools[name], sizes.per_pattern, rng))
         sources.append(np.full(sizes.per_pattern, i))
     if sizes.negatives:
-        negatives = sample_negatives(space, selected, sizes.negatives, rng)
+        negatives = sample_negatives(space, selected, sizes.negatives, rng, exclude_rows=exclude_negatives)
         if len(negatives) == 0:
             raise ValueError(f"no sequence satisfies none of {', '.join(selected)}")
         parts.append(take(negatives, sizes.negatives, rng))

@@ -1,0 +1,32 @@
+# Set-up and everyday commands. Each target creates .venv and installs what it needs on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+CONFIG ?= configs/small.yaml
+LINTED := src tests benchmarks cli.py
+
+.PHONY: run test lint bench clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# The main job on the small bundled config: the signature (probe) file, then a benchmark set.
+run: $(STAMP)
+	$(VENV)/bin/weightzoo create-sig-dataset --config-path $(CONFIG) --size 200
+	$(VENV)/bin/weightzoo create-benchmark-dataset --config-path $(CONFIG) --samples-per-pattern 20
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check $(LINTED)
+	$(VENV)/bin/ruff format --check $(LINTED)
+
+test: lint
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) benchmarks/pool_build_time.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .ruff_cache .hypothesis

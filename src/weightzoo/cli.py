@@ -1,0 +1,190 @@
+"""Command line: `weightzoo <command>` (also `python3 cli.py <command>` from the repository root).
+
+Commands and flags follow the seed's: create-sig-dataset, run-data-gen, create-benchmark-dataset,
+each driven by one YAML config. A user mistake (bad config, missing file, bad flag) prints one clear
+message and exits with status 2, never a traceback. Heavy imports (torch) stay out of commands that
+don't need them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+from pathlib import Path
+
+from weightzoo import __version__
+from weightzoo.errors import UserError
+
+EXIT_USER_ERROR = 2
+EXIT_NOT_AVAILABLE = 3
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{value} is negative")
+    return value
+
+
+def _pattern_list(text: str) -> tuple[str, ...]:
+    from weightzoo.patterns import PATTERN_NAMES
+
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("no pattern named")
+    for name in names:
+        if name not in PATTERN_NAMES:
+            close = difflib.get_close_matches(name, PATTERN_NAMES, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f"; known: {', '.join(PATTERN_NAMES)}"
+            raise argparse.ArgumentTypeError(f"unknown pattern '{name}'{hint}")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError("a pattern is named twice")
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="weightzoo",
+        description="Generate datasets of trained subject models for training LLM interpreters.",
+    )
+    parser.add_argument("--version", action="version", version=f"weightzoo {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sig = commands.add_parser("create-sig-dataset", help="write the signature (probe) dataset file")
+    sig.add_argument("--config-path", required=True, type=Path, help="YAML config")
+    sig.add_argument(
+        "--filename", type=Path, help="where to write it (default: the config's signature.dataset_path)"
+    )
+    sig.add_argument("--size", type=_positive_int, default=200, help="number of sequences (default 200)")
+    sig.add_argument("--seed", type=_seed, help="random seed (default: the config's pipeline.random_seed)")
+    sig.set_defaults(handler=create_sig_dataset)
+
+    gen = commands.add_parser("run-data-gen", help="generate the interpreter training dataset")
+    gen.add_argument("--config-path", required=True, type=Path, help="YAML config")
+    gen.set_defaults(handler=run_data_gen)
+
+    bench = commands.add_parser(
+        "create-benchmark-dataset",
+        help="write labelled sequences per pattern, disjoint from the signature set",
+    )
+    bench.add_argument("--config-path", required=True, type=Path, help="YAML config")
+    bench.add_argument(
+        "--samples-per-pattern", required=True, type=_positive_int, help="sequences per pattern"
+    )
+    bench.add_argument(
+        "--patterns", type=_pattern_list, help="comma-separated pattern names (default: the enabled patterns)"
+    )
+    bench.add_argument(
+        "--filename",
+        type=Path,
+        help="where to write it (default: <pipeline.output_dir>/benchmark_dataset.json)",
+    )
+    bench.add_argument("--seed", type=_seed, help="random seed (default: the config's pipeline.random_seed)")
+    bench.set_defaults(handler=create_benchmark_dataset)
+    return parser
+
+
+def create_sig_dataset(args) -> int:
+    from weightzoo.config import load_config
+    from weightzoo.probe_sets import make_signature_set, write_json_atomic
+
+    cfg = load_config(args.config_path)
+    seed = cfg.pipeline.random_seed if args.seed is None else args.seed
+    target = args.filename if args.filename is not None else cfg.signature.dataset_path
+    enabled = tuple(cfg.dataset.patterns.enabled_patterns)
+    doc = make_signature_set(cfg.space, enabled, args.size, seed)
+    write_json_atomic(target, doc)
+    counts = _group_counts(doc)
+    print(
+        f"wrote {len(doc['examples'])} signature sequences to {target} "
+        f"(seed {seed}, sha256 {doc['content_hash'][:16]})"
+    )
+    print("  per group: " + ", ".join(f"{g} {n}" for g, n in counts.items()))
+    if len(doc["examples"]) < args.size:
+        print(
+            f"  note: only {len(doc['examples'])} distinct sequences were available "
+            f"of the {args.size} asked for"
+        )
+    return 0
+
+
+def create_benchmark_dataset(args) -> int:
+    from weightzoo.config import load_config
+    from weightzoo.patterns import PATTERN_NAMES, PATTERNS
+    from weightzoo.probe_sets import make_benchmark_set, read_probe_file, write_json_atomic
+
+    cfg = load_config(args.config_path)
+    seed = cfg.pipeline.random_seed if args.seed is None else args.seed
+    enabled = tuple(cfg.dataset.patterns.enabled_patterns)
+    patterns = args.patterns if args.patterns is not None else enabled
+    for name in patterns:
+        if PATTERNS[name].count(cfg.space) == 0:
+            raise UserError(
+                f"--patterns: '{name}' has no members at vocab_size {cfg.space.vocab_size}, "
+                f"sequence_length {cfg.space.length}"
+            )
+    labelled = tuple(n for n in PATTERN_NAMES if n in enabled or n in patterns)
+    signature = read_probe_file(cfg.signature.dataset_path, cfg.space, labelled)
+    target = (
+        args.filename if args.filename is not None else cfg.pipeline.output_dir / "benchmark_dataset.json"
+    )
+    doc, shortfall = make_benchmark_set(
+        cfg.space, labelled, patterns, args.samples_per_pattern, seed, signature
+    )
+    write_json_atomic(target, doc)
+    print(
+        f"wrote {len(doc['examples'])} benchmark sequences to {target} "
+        f"(seed {seed}, disjoint from signature {signature.content_hash[:16]})"
+    )
+    print("  per group: " + ", ".join(f"{g} {n}" for g, n in _group_counts(doc).items()))
+    for group, missing in shortfall.items():
+        print(
+            f"  note: {group} has {missing} fewer than asked: no more unused members at this vocab and length"
+        )
+    return 0
+
+
+def run_data_gen(args) -> int:
+    from weightzoo.config import load_config
+
+    cfg = load_config(args.config_path)
+    print(f"config {args.config_path} is valid (sha256 {cfg.config_hash[:16]})")
+    print("run-data-gen: dataset generation is not available in this version yet", file=sys.stderr)
+    return EXIT_NOT_AVAILABLE
+
+
+def _group_counts(doc: dict) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for example in doc["examples"]:
+        counts[example["pattern"]] = counts.get(example["pattern"], 0) + 1
+    return counts
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
