@@ -19,14 +19,13 @@ from weightzoo.patterns import PATTERNS
 from weightzoo.space import SequenceSpace
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference/example_config.yaml"
+# A verbatim copy of the seed's own config file (test_config checks it matches the original).
+REFERENCE = Path(__file__).resolve().parents[1] / "configs/seed_example.yaml"
 
 
 @pytest.fixture
 def config(tmp_path) -> Path:
     """A copy of the seed's reference config in its own folder (paths in it resolve there)."""
-    if not REFERENCE.exists():
-        pytest.skip(f"reference config not found at {REFERENCE}")
     folder = tmp_path / "cfg"
     folder.mkdir()
     target = folder / "config.yaml"

@@ -14,7 +14,8 @@ from weightzoo.config import PROFILE_METHOD_DEFAULTS, Config, load_config, parse
 from weightzoo.errors import ConfigError
 from weightzoo.space import SequenceSpace
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference/example_config.yaml"
+# A verbatim copy of the seed's own config file (test_config checks it matches the original).
+REFERENCE = Path(__file__).resolve().parents[1] / "configs/seed_example.yaml"
 SECTIONS = [
     "signature",
     "model",
@@ -74,9 +75,14 @@ def write(tmp_path: Path, text: str, name: str = "config.yaml") -> Path:
 
 @pytest.fixture
 def reference() -> Path:
-    if not REFERENCE.exists():
-        pytest.skip(f"reference config not found at {REFERENCE}")
     return REFERENCE
+
+
+def test_bundled_seed_config_is_the_original_verbatim():
+    original = Path(__file__).resolve().parents[2] / "shared/reference/example_config.yaml"
+    if not original.exists():
+        pytest.skip("the seed's original config is not beside this checkout")
+    assert REFERENCE.read_bytes() == original.read_bytes()
 
 
 def test_reference_config_loads_with_its_values(reference):
