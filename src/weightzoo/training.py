@@ -1,0 +1,124 @@
+"""Plans → trained, judged (degraded, improved) pairs: the training half of run-data-gen.
+
+`train_examples(cfg, pools, indices)` plans each example, trains them together with the cohort
+engine, rounds and quantizes both checkpoints as the config says, measures every group's accuracy on
+the held-out test set with the stored weights, and judges each pair (see `validation.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from weightzoo.cohort import CohortStats, StageRules, TrainingJob, TrainingResult, train_cohort
+from weightzoo.config import Config
+from weightzoo.examples import NEGATIVE, ExamplePlan, plan_example
+from weightzoo.model import build_model, encode_inputs
+from weightzoo.quantize import apply_precision_and_quantization
+from weightzoo.validation import Thresholds, Verdict, judge
+
+
+@dataclass
+class TrainedExample:
+    plan: ExamplePlan
+    result: TrainingResult
+    degraded: dict[str, torch.Tensor]  # stored weights (rounded and quantized)
+    improved: dict[str, torch.Tensor]
+    scales: dict[str, dict[str, float]]  # "degraded"/"improved" -> tensor name -> quantization scale
+    accuracy: dict[str, dict[str, float]]  # "degraded"/"improved" -> group -> held-out accuracy
+    verdict: Verdict
+
+
+def stage_rules(cfg: Config) -> StageRules:
+    st = cfg.staged_training
+    return StageRules(
+        batch_size=cfg.training.batch_size,
+        max_stage1_epochs=cfg.training.epochs,
+        stage1_deadline_epochs=st.max_degraded_epochs,
+        max_stage2_epochs=st.improvement_epochs,
+        patience=cfg.training.early_stopping.patience,
+        min_stage1_improvement=st.min_improvement_threshold,
+        stage2_lr_factor=st.improvement_lr_factor,
+        stage2_max_other_drop=cfg.validation.max_other_degradation
+        if cfg.validation.pattern_specific
+        else None,
+    )
+
+
+def thresholds(cfg: Config) -> Thresholds:
+    v = cfg.validation
+    return Thresholds(
+        pattern_specific=v.pattern_specific,
+        min_pattern_improvement=v.min_pattern_improvement,
+        max_other_degradation=v.max_other_degradation,
+        min_overall_gain=cfg.training.min_degradation_threshold,
+    )
+
+
+def training_job(plan: ExamplePlan) -> TrainingJob:
+    train, val = ~plan.is_val, plan.is_val
+    groups = (*plan.selected, NEGATIVE)
+    x, clean, corrupted = plan.data.sequences, plan.data.labels, plan.stage1_labels
+    return TrainingJob(
+        spec=plan.spec,
+        x_train=x[train],
+        y_train_stage1=corrupted[train],
+        y_train_stage2=clean[train],
+        x_val=x[val],
+        y_val_stage1=corrupted[val],
+        y_val_stage2=clean[val],
+        init_weights=plan.init_weights,
+        order_seed=plan.order_seed,
+        x_select=plan.selection.sequences,
+        y_select=plan.selection.labels,
+        select_groups=np.array([groups.index(g) for g in plan.selection.groups]),
+        target_group=groups.index(plan.target),
+    )
+
+
+def group_accuracy(plan: ExamplePlan, weights: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Held-out accuracy per selected pattern, on negatives, and overall."""
+    model = build_model(plan.spec, weights).eval()
+    with torch.no_grad():
+        predicted = (model(encode_inputs(plan.test.sequences, plan.spec)) > 0).numpy()
+    correct = predicted == plan.test.labels.astype(bool)
+    groups = np.array(plan.test.groups)
+    accuracy = {
+        g: float(correct[groups == g].mean()) for g in (*plan.selected, NEGATIVE) if (groups == g).any()
+    }
+    accuracy["overall"] = float(correct.mean())
+    return accuracy
+
+
+def train_examples(
+    cfg: Config,
+    pools: dict[str, np.ndarray],
+    indices: list[int],
+    device: torch.device | str = "cpu",
+    stats: CohortStats | None = None,
+) -> list[TrainedExample]:
+    plans = [plan_example(cfg, pools, i) for i in indices]
+    results = train_cohort([training_job(p) for p in plans], stage_rules(cfg), device=device, stats=stats)
+    rules = thresholds(cfg)
+    out = []
+    for plan, result in zip(plans, results, strict=True):
+        stored, scales, accuracy = {}, {}, {}
+        for which in ("degraded", "improved"):
+            stored[which], scales[which] = apply_precision_and_quantization(
+                getattr(result, which), cfg.model.precision, cfg.model.quantization
+            )
+            accuracy[which] = group_accuracy(plan, stored[which])
+        verdict = judge(
+            plan.target,
+            accuracy["degraded"],
+            accuracy["improved"],
+            rules,
+            result.finite,
+            result.stage1_learned,
+        )
+        out.append(
+            TrainedExample(plan, result, stored["degraded"], stored["improved"], scales, accuracy, verdict)
+        )
+    return out
