@@ -34,7 +34,9 @@ Stage 2 stops after `patience` epochs without a new best, or after
 
 from __future__ import annotations
 
+import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -42,6 +44,10 @@ import torch
 import torch.nn.functional as F
 
 from weightzoo.model import ModelSpec, encode_inputs
+
+# Gradients accumulate into views of one flat buffer per stack (see _Stack); PyTorch notes that such
+# views are not laid out like standalone tensors, which is intended here.
+warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
@@ -53,6 +59,8 @@ _ACTIVATION_FN = {
     "sigmoid": torch.sigmoid,
     "leaky_relu": F.leaky_relu,
 }
+_SQRT_HALF = math.sqrt(0.5)
+_GELU_ALPHA = 2 / math.sqrt(math.pi) * math.sqrt(0.5) * 0.5  # 1/sqrt(2 pi), rounded as PyTorch's kernel does
 _ZERO_AT_ZERO = {"relu", "gelu", "tanh", "leaky_relu"}  # act(0) == 0: padded units need no mask
 
 
@@ -142,17 +150,24 @@ def train_cohort(
     """Train every job through both stages; results come back in the jobs' order."""
     results: list[TrainingResult | None] = [None] * len(jobs)
     groups: dict[tuple, list[int]] = {}
-    for i, job in enumerate(jobs):
-        groups.setdefault(stack_key(job.spec), []).append(i)
+    for i, job in enumerate(jobs):  # a stack shares one stage-2 rule: with or without a selection set
+        groups.setdefault((*stack_key(job.spec), job.x_select is not None), []).append(i)
     start = time.perf_counter()
-    for key in sorted(groups, key=str):
-        members = groups[key]
-        stack = _Stack([jobs[i] for i in members], rules, torch.device(device), dtype)
-        for i, result in zip(members, stack.train(), strict=True):
-            results[i] = result
-        if stats is not None:
-            stats.flops += stack.flops
-            stats.stacks += 1
+    # Adam's second moments of tiny gradients fall into denormal floats, which are many times slower
+    # on CPUs; flushing them to zero changes nothing a float32 model can represent.
+    flushing = torch.set_flush_denormal(True)
+    try:
+        for key in sorted(groups, key=str):
+            members = groups[key]
+            stack = _Stack([jobs[i] for i in members], rules, torch.device(device), dtype)
+            for i, result in zip(members, stack.train(), strict=True):
+                results[i] = result
+            if stats is not None:
+                stats.flops += stack.flops
+                stats.stacks += 1
+    finally:
+        if flushing:
+            torch.set_flush_denormal(False)
     if stats is not None:
         stats.models += len(jobs)
         stats.seconds += time.perf_counter() - start
@@ -184,23 +199,30 @@ class _Stack:
         dims = [spec0.input_size] + [W] * self.depth + [1]
         self.dims = dims
 
-        # Parameters: weights stored transposed, [K, fan_in, fan_out], so a layer is baddbmm(b, h, Wt).
-        self.params: list[torch.Tensor] = []
-        for layer, (fan_in, fan_out) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
-            wt = torch.zeros(self.K, fan_in, fan_out, dtype=dtype)
-            b = torch.zeros(self.K, fan_out, dtype=dtype)
+        # Parameters live in one flat buffer per model, [K, P]; each layer's weight (transposed,
+        # [K, fan_in, fan_out], so a layer is baddbmm(b, h, Wt)) and bias are views into it. Adam,
+        # checkpoints and finite checks then work on one tensor, and gradients accumulate into a
+        # matching flat buffer.
+        self.layout: list[tuple[int, tuple[int, ...]]] = []  # (offset, shape per model) of each view
+        offset = 0
+        for fan_in, fan_out in zip(dims[:-1], dims[1:], strict=True):
+            self.layout += [(offset, (fan_in, fan_out)), (offset + fan_in * fan_out, (fan_out,))]
+            offset += fan_in * fan_out + fan_out
+        flat = torch.zeros(self.K, offset, dtype=dtype)
+        views = self.views(flat)
+        for layer in range(self.depth + 1):
             for k, job in enumerate(jobs):
                 index = job.spec.linear_indices[layer]
                 w_k = job.init_weights[f"network.{index}.weight"].to(dtype)  # [out, in]
-                wt[k, : w_k.shape[1], : w_k.shape[0]] = w_k.T
-                b[k, : w_k.shape[0]] = job.init_weights[f"network.{index}.bias"].to(dtype)
-            self.params += [wt.to(device).requires_grad_(), b.to(device).requires_grad_()]
+                views[2 * layer][k, : w_k.shape[1], : w_k.shape[0]] = w_k.T
+                views[2 * layer + 1][k, : w_k.shape[0]] = job.init_weights[f"network.{index}.bias"].to(dtype)
+        self.flat = flat.to(device)
+        self.m = torch.zeros_like(self.flat)
+        self.v = torch.zeros_like(self.flat)
+        self._bind_params()
         unit = torch.arange(W)[None, :] < torch.as_tensor(self.widths)[:, None]
         self.unit_mask = unit.to(device=device, dtype=dtype)[:, None, :]  # [K, 1, W]
-        self.m = [torch.zeros_like(p) for p in self.params]
-        self.v = [torch.zeros_like(p) for p in self.params]
         self.t = torch.zeros(self.K, dtype=dtype, device=device)
-        self._shapes = [(-1,) + (1,) * (p.dim() - 1) for p in self.params]  # per-model broadcast
 
         def data(xs, ys1, ys2):
             x, n = _pad_rows([np.asarray(a, dtype=np.int64) for a in xs])
@@ -235,49 +257,109 @@ class _Stack:
             one_hot = np.eye(n_groups)[groups] * present[:, :, None]  # padded rows belong to no group
             self.select_groups = torch.as_tensor(one_hot, dtype=dtype, device=device)  # [K, rows, groups]
             self.target_one_hot = np.eye(n_groups, dtype=bool)[[j.target_group for j in jobs]]
+        else:
+            self.x_se = self.y_se = self.select_groups = self.target_one_hot = None
         self.lr = torch.tensor([j.spec.learning_rate for j in jobs], dtype=dtype, device=device)
         self.flops = 0.0
         self._flops_per_row = 2 * sum(a * b for a, b in zip(dims[:-1], dims[1:], strict=True))
-        if self.dropout > 0:
-            self._dropout_gen = torch.Generator(device=device).manual_seed(int(jobs[0].order_seed))
+        if self.dropout > 0:  # one generator per model, so no model's masks depend on its neighbours
+            self._dropout_gens = [torch.Generator().manual_seed(int(j.order_seed) + 1) for j in jobs]
 
-    # --- the model ---------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, params: list[torch.Tensor], train: bool = False) -> torch.Tensor:
-        """Logits [K, rows] for inputs [K, rows, input_size]."""
+    def views(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        """Each layer's weight [K, fan_in, fan_out] and bias [K, fan_out] as views of a flat [K, P]."""
+        return [flat[:, o : o + int(np.prod(shape))].view(flat.shape[0], *shape) for o, shape in self.layout]
+
+    def _bind_params(self) -> None:
+        """Point the per-layer views at the current flat buffers (after creation or compaction)."""
+        self.grad = torch.zeros_like(self.flat)
+        self.params = self.views(self.flat)
+        self.grads = self.views(self.grad)
+
+    # --- the model: forward, and backpropagation written out -----------------------------------
+    def forward(
+        self,
+        x: torch.Tensor,
+        params: list[torch.Tensor],
+        models: torch.Tensor | None = None,
+        keep: list[torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """Logits [K, rows] for inputs [K, rows, input_size], with each hidden layer's pre-activation
+        and output (what backpropagation needs). `models`: the stack rows `params` hold; `keep`: a
+        dropout scale per hidden layer."""
         act = _ACTIVATION_FN[self.activation]
+        unit_mask = self.unit_mask if models is None else self.unit_mask.index_select(0, models)
+        pre, outs = [], [x]
         h = x
         for layer in range(self.depth):
-            wt, b = params[2 * layer], params[2 * layer + 1]
-            h = act(torch.baddbmm(b[:, None, :], h, wt))
+            z = torch.baddbmm(params[2 * layer + 1][:, None, :], h, params[2 * layer])
+            h = act(z)
             if self.activation not in _ZERO_AT_ZERO:
-                h = h * self.unit_mask
-            if train and self.dropout > 0:
-                keep = torch.rand(h.shape, generator=self._dropout_gen, device=h.device, dtype=h.dtype)
-                h = h * (keep >= self.dropout) / (1 - self.dropout)
-        wt, b = params[-2], params[-1]
-        return torch.baddbmm(b[:, None, :], h, wt)[..., 0]
+                h = h * unit_mask  # sigmoid(0) = 0.5: silence padded units
+            if keep is not None:
+                h = h * keep[layer]
+            pre.append(z)
+            outs.append(h)
+        logits = torch.baddbmm(params[-1][:, None, :], h, params[-2])[..., 0]
+        return logits, pre, outs
+
+    def logits(self, x: torch.Tensor, params: list[torch.Tensor], models: torch.Tensor | None = None):
+        return self.forward(x, params, models)[0]
+
+    def _activation_backward(self, grad: torch.Tensor, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """Gradient at the pre-activation z from the gradient at the output h = act(z), with the same
+        fused kernels autograd uses. (Padded units need no care: no gradient reaches them.)"""
+        aten = torch.ops.aten
+        if self.activation == "relu":
+            return aten.threshold_backward(grad, h, 0)
+        if self.activation == "leaky_relu":
+            return aten.leaky_relu_backward(grad, z, 0.01, False)
+        if self.activation == "tanh":
+            return aten.tanh_backward(grad, h)
+        if self.activation == "sigmoid":
+            return aten.sigmoid_backward(grad, torch.sigmoid(z))
+        return aten.gelu_backward(grad, z)
+
+    def _act(self, z: torch.Tensor) -> torch.Tensor:
+        return _ACTIVATION_FN[self.activation](z)
+
+    def _dropout_scales(self, shape: tuple[int, ...]) -> list[torch.Tensor] | None:
+        """Per-model dropout masks (scaled by 1/(1-p)), each model from its own generator."""
+        if self.dropout <= 0:
+            return None
+        scales = []
+        for _ in range(self.depth):
+            draws = torch.stack(
+                [
+                    torch.rand(shape[1:], generator=self._dropout_gens[i], dtype=self.dtype).to(self.device)
+                    for i in self.origin
+                ]
+            )
+            scales.append((draws >= self.dropout).to(self.dtype) / (1 - self.dropout))
+        return scales
 
     def val_loss(self, labels: torch.Tensor) -> np.ndarray:
         """Each model's mean validation loss under `labels`."""
         with torch.no_grad():
-            logits = self.forward(self.x_va, self.params)
+            logits = self.logits(self.x_va, self.params)
             loss = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
             return ((loss * self.val_mask).sum(1) / self.val_mask.sum(1).clamp(min=1)).cpu().numpy()
 
-    def selection_accuracy(self) -> np.ndarray | None:
-        """Accuracy per selection group, [K, groups] (NaN where a group is empty); None without a watch."""
-        if not self.watch_target:
-            return None
+    def selection_accuracy(self, which: np.ndarray) -> np.ndarray:
+        """Accuracy per selection group for the models in `which`, [K, groups]: NaN for other models
+        and for empty groups. Only those models are run, since the selection set is large."""
+        rows = torch.as_tensor(np.flatnonzero(which), device=self.device)
+        accuracy = np.full(self.target_one_hot.shape, np.nan)
         with torch.no_grad():
-            correct = ((self.forward(self.x_se, self.params) > 0) == (self.y_se > 0.5)).to(self.dtype)
-            hits = torch.einsum("km,kmg->kg", correct, self.select_groups)
-            sizes = self.select_groups.sum(1)
-            return torch.where(sizes > 0, hits / sizes.clamp(min=1), torch.nan).cpu().numpy()
+            params = self.views(self.flat.index_select(0, rows))
+            logits = self.logits(self.x_se.index_select(0, rows), params, models=rows)
+            correct = ((logits > 0) == (self.y_se.index_select(0, rows) > 0.5)).to(self.dtype)
+            groups = self.select_groups.index_select(0, rows)
+            hits, sizes = torch.einsum("km,kmg->kg", correct, groups), groups.sum(1)
+            accuracy[which] = torch.where(sizes > 0, hits / sizes.clamp(min=1), torch.nan).cpu().numpy()
+        return accuracy
 
-    def stage2_score(self, accuracy: np.ndarray | None, baseline: np.ndarray | None) -> np.ndarray:
+    def stage2_score(self, accuracy: np.ndarray, baseline: np.ndarray) -> np.ndarray:
         """Target accuracy gain over the degraded model, less the penalty for other groups' excess loss."""
-        if accuracy is None or baseline is None:  # no watch, or no model has reached stage 2 yet
-            return np.zeros(self.K)
         target, empty = self.target_one_hot, np.isnan(baseline)
         gain = np.where(target & ~empty, accuracy - baseline, 0).sum(1)  # no target rows: 0
         allowed = self.rules.stage2_max_other_drop
@@ -294,194 +376,252 @@ class _Stack:
         A model outside the gate keeps its parameters; its moments are kept too unless every model
         still training is in the gate (then only finished models' unused moments change).
         """
-        for p in self.params:
-            p.grad = None
-        logits = self.forward(x, self.params, train=True)
-        counts = row_mask.sum(1).clamp(min=1)
-        per_row = F.binary_cross_entropy_with_logits(logits, y, reduction="none") * row_mask
-        loss_sums = per_row.sum(1)
-        (loss_sums / counts).sum().backward()
+        keep = self._dropout_scales((x.shape[0], x.shape[1], self.dims[1]))
+        with torch.no_grad():
+            logits, pre, outs = self.forward(x, self.params, keep=keep)
+            counts = row_mask.sum(1).clamp(min=1)
+            per_row = F.binary_cross_entropy_with_logits(logits, y, reduction="none") * row_mask
+            loss_sums = per_row.sum(1)
+            # Backpropagate each model's mean loss over its rows; gradients land in self.grad.
+            delta = ((torch.sigmoid(logits) - y) * row_mask / counts[:, None])[..., None]  # dL/dlogit
+            grads: list[torch.Tensor] = []
+            for layer in range(self.depth, -1, -1):
+                grads += [delta.sum(1).flatten(1), torch.bmm(outs[layer].transpose(1, 2), delta).flatten(1)]
+                if layer == 0:
+                    break
+                dh = torch.bmm(delta, self.params[2 * layer].transpose(1, 2))
+                if keep is not None:
+                    dh = dh * keep[layer - 1]
+                act_out = outs[layer] if keep is None else None
+                delta = self._activation_backward(
+                    dh, pre[layer - 1], act_out if act_out is not None else self._act(pre[layer - 1])
+                )
+            torch.cat(grads[::-1], dim=1, out=self.grad)
         self.flops += 3 * self._flops_per_row * x.shape[0] * x.shape[1]  # forward + backward, padded
         beta1, beta2 = ADAM_BETAS
+        g, m, v = self.grad, self.m, self.v
         with torch.no_grad():
-            grads = [p.grad for p in self.params]
             if all_gated:
-                torch._foreach_lerp_(self.m, grads, 1 - beta1)
-                torch._foreach_mul_(self.v, beta2)
-                torch._foreach_addcmul_(self.v, grads, grads, value=1 - beta2)
+                m.lerp_(g, 1 - beta1)
+                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
             else:
-                for g, m, v, shape in zip(grads, self.m, self.v, self._shapes, strict=True):
-                    on = gate.view(shape) > 0
-                    m.copy_(torch.where(on, m.lerp(g, 1 - beta1), m))
-                    v.copy_(torch.where(on, v * beta2 + g * g * (1 - beta2), v))
+                on = gate[:, None] > 0
+                m.copy_(torch.where(on, m.lerp(g, 1 - beta1), m))
+                v.copy_(torch.where(on, v * beta2 + g * g * (1 - beta2), v))
             self.t += gate
             t = self.t.clamp(min=1)
             root_bc2 = (1 - beta2**t).sqrt()
-            scale = gate * lr * root_bc2 / (1 - beta1**t)
-            eps = ADAM_EPS * root_bc2
-            denom = torch._foreach_sqrt(self.v)
-            torch._foreach_add_(denom, [eps.view(shape) for shape in self._shapes])
-            numer = torch._foreach_mul(self.m, [scale.view(shape) for shape in self._shapes])
-            torch._foreach_addcdiv_(self.params, numer, denom, value=-1)
+            scale = (gate * lr * root_bc2 / (1 - beta1**t))[:, None]
+            eps = (ADAM_EPS * root_bc2)[:, None]
+            self.flat.addcdiv_(m * scale, v.sqrt().add_(eps), value=-1)
         return loss_sums.detach()
 
     # --- the two stages --------------------------------------------------------------------------
     def train(self) -> list[TrainingResult]:
-        rules, K = self.rules, self.K
-        stage = np.ones(K, dtype=np.int64)  # 1, 2, or 3 = done
-        epoch_in_stage = np.zeros(K, dtype=np.int64)
-        wait = np.zeros(K, dtype=np.int64)
-        finite = np.ones(K, dtype=bool)
-        stage1_learned = np.zeros(K, dtype=bool)
-        best_epoch = np.zeros((3, K), dtype=np.int64)
-        history = [{"stage1_val_loss": [], "stage2_val_loss": [], "train_loss": []} for _ in range(K)]
+        K = self.K
+        self.origin = np.arange(
+            K
+        )  # stack row -> index among this stack's jobs (rows shrink as models finish)
+        self.state = {
+            "stage": np.ones(K, dtype=np.int64),  # 1, 2, or 3 = done
+            "epoch_in_stage": np.zeros(K, dtype=np.int64),
+            "wait": np.zeros(K, dtype=np.int64),
+            "finite": np.ones(K, dtype=bool),
+            "stage1_learned": np.zeros(K, dtype=bool),
+            "best_epoch1": np.zeros(K, dtype=np.int64),
+            "best_epoch2": np.zeros(K, dtype=np.int64),
+            "initial": self.val_loss(self.y1_va),  # the untrained model's stage-1 validation loss
+            "best_score": np.zeros(K),  # stage 2's score of its best checkpoint (stage 1: always 0)
+        }
+        st = self.state
+        st["best"] = st["initial"].copy()  # best validation loss of the current stage
+        if self.watch_target:  # the degraded model's selection accuracy per group, for stage 2's score
+            st["baseline"] = np.full(self.target_one_hot.shape, np.nan)
+        self.history = [
+            {"stage1_val_loss": [float(v)], "stage2_val_loss": [], "train_loss": []} for v in st["initial"]
+        ]
+        self.ckpt1 = self.flat.detach().clone()  # stage 1's best (the degraded model), flat
+        self.ckpt2 = self.flat.detach().clone()  # stage 2's best (the improved model), flat
+        self.results: list[TrainingResult | None] = [None] * K
 
-        initial = self.val_loss(self.y1_va)
-        best = initial.copy()  # best validation loss of the current stage
-        best_score = np.zeros(K)  # stage 2's score of its best checkpoint (stage 1: always 0)
-        baseline = None  # the degraded model's validation accuracy per group, for stage 2's score
-        ckpt1 = [p.detach().clone() for p in self.params]
-        ckpt2 = [p.detach().clone() for p in self.params]
-        for k in range(K):
-            history[k]["stage1_val_loss"].append(float(initial[k]))
-        B = rules.batch_size
+        while (self.state["stage"] < 3).any():
+            self._epoch()
+            done = self.state["stage"] == 3
+            if done.any() and (done.all() or done.mean() >= 0.25):
+                self._compact(~done)
+        return self.results  # type: ignore[return-value]
 
-        while (stage < 3).any():
-            training = stage < 3
-            # Row order per model for this epoch; finished models get an empty order.
-            orders = [
-                epoch_order(job.order_seed, int(stage[k]), int(epoch_in_stage[k]), int(self.n_tr[k]))
-                if training[k]
-                else np.zeros(0, dtype=np.int64)
-                for k, job in enumerate(self.jobs)
-            ]
-            order, lengths = _pad_rows(orders)
-            order_t = torch.as_tensor(order, device=self.device)
-            valid = torch.as_tensor(np.arange(order.shape[1])[None, :] < lengths[:, None], device=self.device)
-            stage1 = torch.as_tensor(stage == 1, device=self.device)[:, None]
-            y_all = torch.where(stage1, self.y1_tr, self.y2_tr)
-            lr = self.lr * torch.as_tensor(
-                np.where(stage == 2, rules.stage2_lr_factor, 1.0), dtype=self.dtype, device=self.device
+    def _epoch(self) -> None:
+        """One epoch for every model still training, then each model's stage bookkeeping."""
+        rules, st, K, B = self.rules, self.state, len(self.origin), self.rules.batch_size
+        stage, epoch_in_stage = st["stage"], st["epoch_in_stage"]
+        training = stage < 3
+        # Row order per model for this epoch; finished models get an empty order.
+        orders = [
+            epoch_order(
+                self.jobs[self.origin[k]].order_seed, int(stage[k]), int(epoch_in_stage[k]), int(self.n_tr[k])
             )
-            idx = order_t[:, :, None].expand(-1, -1, self.x_tr.shape[-1])
-            x_epoch = torch.gather(self.x_tr, 1, idx)
-            y_epoch = torch.gather(y_all, 1, order_t)
-            row_mask_epoch = valid.to(self.dtype)
-            loss_sum = torch.zeros(K, dtype=self.dtype, device=self.device)
-            for s in range(0, int(lengths.max()), B):
-                row_mask = row_mask_epoch[:, s : s + B]
-                gate = torch.as_tensor(lengths > s, dtype=self.dtype, device=self.device)
-                all_gated = bool((lengths > s)[training].all())
-                loss_sum += self.step(
-                    x_epoch[:, s : s + B], y_epoch[:, s : s + B], row_mask, gate, lr, all_gated
-                )
-            epoch_loss = loss_sum / row_mask_epoch.sum(1).clamp(min=1)  # mean training loss during the epoch
-            epoch_in_stage[training] += 1
+            if training[k]
+            else np.zeros(0, dtype=np.int64)
+            for k in range(K)
+        ]
+        order, lengths = _pad_rows(orders)
+        order_t = torch.as_tensor(order, device=self.device)
+        valid = torch.as_tensor(np.arange(order.shape[1])[None, :] < lengths[:, None], device=self.device)
+        stage1 = torch.as_tensor(stage == 1, device=self.device)[:, None]
+        y_all = torch.where(stage1, self.y1_tr, self.y2_tr)
+        lr = self.lr * torch.as_tensor(
+            np.where(stage == 2, rules.stage2_lr_factor, 1.0), dtype=self.dtype, device=self.device
+        )
+        x_epoch = torch.gather(self.x_tr, 1, order_t[:, :, None].expand(-1, -1, self.x_tr.shape[-1]))
+        y_epoch = torch.gather(y_all, 1, order_t)
+        row_mask_epoch = valid.to(self.dtype)
+        loss_sum = torch.zeros(K, dtype=self.dtype, device=self.device)
+        for s in range(0, int(lengths.max()), B):
+            row_mask = row_mask_epoch[:, s : s + B]
+            gate = torch.as_tensor(lengths > s, dtype=self.dtype, device=self.device)
+            all_gated = bool((lengths > s)[training].all())
+            loss_sum += self.step(x_epoch[:, s : s + B], y_epoch[:, s : s + B], row_mask, gate, lr, all_gated)
+        epoch_loss = (loss_sum / row_mask_epoch.sum(1).clamp(min=1)).cpu().numpy()  # mean during the epoch
+        epoch_in_stage[training] += 1
 
-            labels = torch.where(stage1, self.y1_va, self.y2_va)
-            loss = self.val_loss(labels)
-            score = np.where(stage == 2, self.stage2_score(self.selection_accuracy(), baseline), 0.0)
-            params_ok = torch.stack([torch.isfinite(p.detach()).flatten(1).all(1) for p in self.params]).all(
-                0
-            )
-            now_finite = np.isfinite(loss) & params_ok.cpu().numpy()
-            epoch_loss = epoch_loss.cpu().numpy()
+        loss = self.val_loss(torch.where(stage1, self.y1_va, self.y2_va))
+        score = np.zeros(K)
+        if self.watch_target and (stage == 2).any():
+            accuracy = self.selection_accuracy(training & (stage == 2))
+            score = np.where(stage == 2, self.stage2_score(accuracy, st["baseline"]), 0.0)
+        params_ok = torch.isfinite(self.flat.detach()).all(1)
+        now_finite = np.isfinite(loss) & params_ok.cpu().numpy()
 
-            better = (score > best_score + 1e-12) | ((np.abs(score - best_score) <= 1e-12) & (loss < best))
-            improved = training & now_finite & better
-            self._save(improved & (stage == 1), ckpt1)
-            self._save(improved & (stage == 2), ckpt2)
-            for k in np.flatnonzero(training):
-                history[k][f"stage{stage[k]}_val_loss"].append(float(loss[k]))
-                history[k]["train_loss"].append(float(epoch_loss[k]))
-            best = np.where(improved, loss, best)
-            best_score = np.where(improved, score, best_score)
-            best_epoch[stage[improved], np.flatnonzero(improved)] = epoch_in_stage[improved]
-            wait = np.where(improved, 0, wait + training)
+        better = (score > st["best_score"] + 1e-12) | (
+            (np.abs(score - st["best_score"]) <= 1e-12) & (loss < st["best"])
+        )
+        improved = training & now_finite & better
+        self._save(improved & (stage == 1), self.ckpt1)
+        self._save(improved & (stage == 2), self.ckpt2)
+        for k in np.flatnonzero(training):
+            history = self.history[self.origin[k]]
+            history[f"stage{stage[k]}_val_loss"].append(float(loss[k]))
+            history["train_loss"].append(float(epoch_loss[k]))
+        st["best"] = np.where(improved, loss, st["best"])
+        st["best_score"] = np.where(improved, score, st["best_score"])
+        for which in (1, 2):
+            mark = improved & (stage == which)
+            st[f"best_epoch{which}"][mark] = epoch_in_stage[mark]
+        st["wait"] = np.where(improved, 0, st["wait"] + training)
 
-            broke = training & ~now_finite
-            finite &= ~broke
-            if broke.any():  # keep NaN out of the shared arithmetic: a broken model stops here
-                self._zero(broke)
-            learned = best <= initial * (1 - rules.min_stage1_improvement)
-            out_of_epochs1 = epoch_in_stage >= rules.max_stage1_epochs
-            if rules.stage1_deadline_epochs is not None:
-                out_of_epochs1 |= (epoch_in_stage >= rules.stage1_deadline_epochs) & ~learned
-            end1 = (stage == 1) & (broke | (wait >= rules.patience) | out_of_epochs1)
-            end2 = (stage == 2) & (
-                broke | (wait >= rules.patience) | (epoch_in_stage >= rules.max_stage2_epochs)
-            )
-            stage[end2] = 3
-            if end1.any():
-                self._save(end1, ckpt2, source=ckpt1)  # until stage 2 does better, improved = degraded
-                stage1_learned[end1] = finite[end1] & learned[end1]
-                go_on = end1 & stage1_learned
-                stage[end1 & ~go_on] = 3
-                if go_on.any():
-                    stage[go_on] = 2 if rules.max_stage2_epochs > 0 else 3
-                    self._switch_to_stage2(go_on, ckpt1)
-                    clean, accuracy = self.val_loss(self.y2_va), self.selection_accuracy()
-                    best = np.where(go_on, clean, best)
-                    best_score[go_on] = 0.0
-                    if accuracy is not None:
-                        baseline = (
-                            accuracy if baseline is None else np.where(go_on[:, None], accuracy, baseline)
-                        )
-                    wait[go_on] = 0
-                    epoch_in_stage[go_on] = 0
-                    for k in np.flatnonzero(go_on):
-                        history[k]["stage2_val_loss"].append(float(clean[k]))
-        return [self._result(k, ckpt1, ckpt2, best_epoch, stage1_learned, finite, history) for k in range(K)]
+        broke = training & ~now_finite
+        st["finite"] &= ~broke
+        if broke.any():  # keep NaN out of the shared arithmetic: a broken model stops here
+            self._zero(broke)
+        learned = st["best"] <= st["initial"] * (1 - rules.min_stage1_improvement)
+        out_of_epochs1 = epoch_in_stage >= rules.max_stage1_epochs
+        if rules.stage1_deadline_epochs is not None:
+            out_of_epochs1 |= (epoch_in_stage >= rules.stage1_deadline_epochs) & ~learned
+        patience_over = st["wait"] >= rules.patience
+        end1 = (stage == 1) & (broke | patience_over | out_of_epochs1)
+        end2 = (stage == 2) & (broke | patience_over | (epoch_in_stage >= rules.max_stage2_epochs))
+        stage[end2] = 3
+        if end1.any():
+            self._save(end1, self.ckpt2, source=self.ckpt1)  # until stage 2 does better, improved = degraded
+            st["stage1_learned"][end1] = st["finite"][end1] & learned[end1]
+            go_on = end1 & st["stage1_learned"]
+            stage[end1 & ~go_on] = 3
+            if go_on.any():
+                self._switch_to_stage2(go_on)
 
-    def _save(
-        self, which: np.ndarray, ckpt: list[torch.Tensor], source: list[torch.Tensor] | None = None
-    ) -> None:
-        """Copy the selected models' parameters (or `source`'s) into a checkpoint."""
-        if not which.any():
-            return
-        sel = torch.as_tensor(which, device=self.device)
+    def _switch_to_stage2(self, go_on: np.ndarray) -> None:
+        """Restart the selected models from their degraded checkpoint with fresh Adam state."""
+        st = self.state
+        st["stage"][go_on] = 2 if self.rules.max_stage2_epochs > 0 else 3
+        sel = torch.as_tensor(go_on, device=self.device)
         with torch.no_grad():
-            for c, p in zip(ckpt, source if source is not None else self.params, strict=True):
-                c[sel] = p[sel]
+            self.flat[sel] = self.ckpt1[sel]
+            self.m[sel] = 0
+            self.v[sel] = 0
+            self.t[sel] = 0
+        clean = self.val_loss(self.y2_va)
+        st["best"] = np.where(go_on, clean, st["best"])
+        st["best_score"][go_on] = 0.0
+        if self.watch_target:
+            st["baseline"] = np.where(go_on[:, None], self.selection_accuracy(go_on), st["baseline"])
+        st["wait"][go_on] = 0
+        st["epoch_in_stage"][go_on] = 0
+        for k in np.flatnonzero(go_on):
+            self.history[self.origin[k]]["stage2_val_loss"].append(float(clean[k]))
+
+    _PER_MODEL_TENSORS = (
+        "unit_mask",
+        "x_tr",
+        "y1_tr",
+        "y2_tr",
+        "x_va",
+        "y1_va",
+        "y2_va",
+        "val_mask",
+        "lr",
+        "t",
+        "x_se",
+        "y_se",
+        "select_groups",
+    )
+    _PER_MODEL_ARRAYS = ("n_tr", "n_va", "widths", "target_one_hot")
+
+    def _compact(self, keep: np.ndarray) -> None:
+        """Record finished models' results, then drop them from every per-model tensor: they no longer
+        cost arithmetic. Each model's numbers do not depend on which others share its stack."""
+        for k in np.flatnonzero(~keep):
+            self.results[self.origin[k]] = self._result(k)
+        if not keep.any():
+            return
+        sel = torch.as_tensor(np.flatnonzero(keep), device=self.device)
+        with torch.no_grad():
+            for name in ("flat", "m", "v", "ckpt1", "ckpt2", *self._PER_MODEL_TENSORS):
+                if getattr(self, name, None) is not None:
+                    setattr(self, name, getattr(self, name).index_select(0, sel))
+        self._bind_params()
+        for name in self._PER_MODEL_ARRAYS:
+            if getattr(self, name, None) is not None:
+                setattr(self, name, getattr(self, name)[keep])
+        self.state = {key: value[keep] for key, value in self.state.items()}
+        self.origin = self.origin[keep]
+
+    def _save(self, which: np.ndarray, ckpt: torch.Tensor, source: torch.Tensor | None = None) -> None:
+        """Copy the selected models' parameters (or `source`'s) into a flat checkpoint."""
+        if which.any():
+            sel = torch.as_tensor(which, device=self.device)
+            with torch.no_grad():
+                ckpt[sel] = (source if source is not None else self.flat)[sel]
 
     def _zero(self, which: np.ndarray) -> None:
         sel = torch.as_tensor(which, device=self.device)
         with torch.no_grad():
-            for tensors in (self.params, self.m, self.v):
-                for p in tensors:
-                    p[sel] = 0
+            for tensor in (self.flat, self.m, self.v):
+                tensor[sel] = 0
 
-    def _switch_to_stage2(self, which: np.ndarray, ckpt1) -> None:
-        """Restart the selected models from their degraded checkpoint with fresh Adam state."""
-        sel = torch.as_tensor(which, device=self.device)
-        with torch.no_grad():
-            for p, c1, m, v in zip(self.params, ckpt1, self.m, self.v, strict=True):
-                p[sel] = c1[sel]
-                m[sel] = 0
-                v[sel] = 0
-            self.t[sel] = 0
-
-    def _result(self, k, ckpt1, ckpt2, best_epoch, learned, finite, history) -> TrainingResult:
-        spec = self.jobs[k].spec
-        h1, h2 = history[k]["stage1_val_loss"], history[k]["stage2_val_loss"]
+    def _result(self, k: int) -> TrainingResult:
+        st, job = self.state, self.jobs[self.origin[k]]
+        history = self.history[self.origin[k]]
+        h1, h2 = history["stage1_val_loss"], history["stage2_val_loss"]
         return TrainingResult(
-            degraded=self._unpad(k, spec, ckpt1),
-            improved=self._unpad(k, spec, ckpt2),
+            degraded=self._unpad(k, job.spec, self.ckpt1),
+            improved=self._unpad(k, job.spec, self.ckpt2),
             stage1_epochs=len(h1) - 1,
             stage2_epochs=max(len(h2) - 1, 0),
-            stage1_best_epoch=int(best_epoch[1, k]),
-            stage2_best_epoch=int(best_epoch[2, k]),
-            stage1_learned=bool(learned[k]),
-            finite=bool(finite[k]),
-            history=history[k],
+            stage1_best_epoch=int(st["best_epoch1"][k]),
+            stage2_best_epoch=int(st["best_epoch2"][k]),
+            stage1_learned=bool(st["stage1_learned"][k]),
+            finite=bool(st["finite"][k]),
+            history=history,
         )
 
-    def _unpad(self, k: int, spec: ModelSpec, tensors: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    def _unpad(self, k: int, spec: ModelSpec, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        views = self.views(flat[k : k + 1])
         weights = {}
         for layer, ((fan_in, fan_out), index) in enumerate(
             zip(spec.layer_sizes, spec.linear_indices, strict=True)
         ):
-            wt, b = tensors[2 * layer][k], tensors[2 * layer + 1][k]
+            wt, b = views[2 * layer][0], views[2 * layer + 1][0]
             weights[f"network.{index}.weight"] = wt[:fan_in, :fan_out].T.detach().cpu().clone()
             weights[f"network.{index}.bias"] = b[:fan_out].detach().cpu().clone()
         return weights

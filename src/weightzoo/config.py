@@ -372,6 +372,7 @@ class StagedTrainingSection(Section):
     improvement_epochs: Annotated[Int, at_least(1)] = 10
     improvement_lr_factor: Annotated[Float, between(0, lo_open=True)] = 1.0
     corruption_rate: Annotated[Float, between(0, 1, lo_open=True)] = 0.3
+    stage2_watch: Literal["loss", "target"] = "loss"
 
 
 class ValidationSection(Section):

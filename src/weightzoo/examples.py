@@ -5,21 +5,22 @@ training rows (split into train and validation), the corrupted rows, a held-out 
 weights and the batch-order seed. `plan_example(cfg, pools, index)` is a pure function: the same
 config, seed and index give the same plan, whatever else runs, in whatever order.
 
-Held-out rows are set aside first: the test set (for validation) and then the selection set (for
-choosing stage 2's checkpoint), each with `validation.test_set_size` distinct members per selected
-pattern (at most half of what a pool has left, so training keeps members too) and as many negatives.
-Training rows are then drawn from what is left, so no held-out sequence is ever trained on, and the
-test set plays no part in training or checkpoint choice.
+Held-out rows are set aside first: the test set (for validation) and, with `stage2_watch: target`,
+the selection set (for choosing stage 2's checkpoint). Each has `validation.test_set_size` distinct
+members per selected pattern (a pool keeps at least half of its members for training) and as many
+negatives. Training rows are then drawn from what is left, so no held-out sequence is ever trained on,
+and the test set plays no part in training or checkpoint choice.
 
 Corruption (stage 1's labels): `staged_training.corruption_rate` of the target pattern's positive rows
 are relabelled negative. Only rows that satisfy the target and none of the other selected patterns are
 eligible, since relabelling a row that another selected pattern makes positive would teach a falsehood
-about that pattern too.
+about that pattern too; the target is drawn among the selected patterns that have such rows.
 """
 
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,7 +29,7 @@ import torch
 from weightzoo.config import Config
 from weightzoo.model import ModelSpec, init_weights
 from weightzoo.patterns import PATTERN_NAMES
-from weightzoo.pools import row_key, sample_negatives
+from weightzoo.pools import row_key, row_keys, sample_negatives
 from weightzoo.seeding import Stream, rng_for
 from weightzoo.subject_data import SubjectDataset, build_subject_dataset, dataset_sizes
 
@@ -57,7 +58,7 @@ class ExamplePlan:
     is_val: np.ndarray  # bool [n]: the row is in the validation split
     corrupted: np.ndarray  # bool [n]: the row's label is flipped to 0 in stage 1
     test: TestSet  # held out for validation: never trained on, never used to choose a checkpoint
-    selection: TestSet  # held out for choosing stage 2's checkpoint: never trained on
+    selection: TestSet | None  # held out for stage 2's target watch (stage2_watch: target)
     init_weights: dict[str, torch.Tensor]
     order_seed: int
 
@@ -80,21 +81,68 @@ def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
     return float(math.exp(rng.uniform(math.log(low), math.log(high)))) if high > low else float(low)
 
 
-def _hold_out(space, pools, selected, size, rng, exclude_negatives):
-    """Up to `size` distinct members per selected pattern (at most half of each pool) and `size`
-    negatives; returns them as a TestSet, the pools without them, and the negatives."""
-    remaining, rows, groups = {}, [], []
+def _hold_out(space, pools, selected, size, rng, count):
+    """`count` held-out sets, each with up to `size` distinct members per selected pattern and `size`
+    negatives, none shared with another set or left in the training pools.
+
+    Pools of different patterns overlap (all_same members are palindromes too), so a held-out row is
+    removed from every pool that has it, and each set only takes a row while every pool that has it
+    keeps at least half of what it had. Returns the sets and the pools without their rows."""
+    keys = {name: _pool_keys(pools[name]) for name in selected}
+    left = {name: set(keys[name][0]) for name in selected}
+    held: set[bytes] = set()
+    sets, negatives = [], np.empty((0, space.length), dtype=np.int64)
+    for _ in range(count):
+        floor = {name: max(1, len(left[name]) // 2) for name in selected}
+        rows, groups = [], []
+        for name in selected:
+            names, picked = keys[name][0], []
+            for i in rng.permutation(len(names)):
+                if len(picked) == size:
+                    break
+                key = names[i]
+                owners = [q for q in selected if key in left[q]]
+                if key in held or any(len(left[q]) <= floor[q] for q in owners):
+                    continue
+                picked.append(i)
+                held.add(key)
+                for q in owners:
+                    left[q].discard(key)
+            rows.append(pools[name][picked])
+            groups += [name] * len(picked)
+        fresh = sample_negatives(space, selected, size, rng, exclude_rows=negatives)
+        negatives = np.concatenate([negatives, fresh])
+        sets.append(TestSet(np.concatenate([*rows, fresh]), (*groups, *[NEGATIVE] * len(fresh))))
+    remaining = {}
     for name in selected:
-        pool = pools[name]
-        n = min(size, max(1, len(pool) // 2)) if len(pool) > 1 else 0
-        order = rng.permutation(len(pool))
-        rows.append(pool[order[:n]])
-        groups += [name] * n
-        remaining[name] = pool[order[n:]]
-    negatives = sample_negatives(space, selected, size, rng, exclude_rows=exclude_negatives)
-    rows.append(negatives)
-    groups += [NEGATIVE] * len(negatives)
-    return TestSet(np.concatenate(rows), tuple(groups)), remaining, negatives
+        position = keys[name][1]
+        drop = [position[k] for k in held if k in position]
+        remaining[name] = np.delete(pools[name], drop, axis=0) if drop else pools[name]
+    return sets, remaining, negatives
+
+
+_KEYS: dict[int, tuple] = {}
+
+
+def _pool_keys(pool: np.ndarray) -> tuple[list[bytes], dict[bytes, int]]:
+    """Row keys of a pool and each key's position, computed once per pool (pools are shared)."""
+    cached = _KEYS.get(id(pool))
+    if cached is None or cached[0]() is not pool:
+        names = row_keys(pool)
+        cached = (weakref.ref(pool), names, {key: i for i, key in enumerate(names)})
+        _KEYS[id(pool)] = cached
+        weakref.finalize(pool, _KEYS.pop, id(pool), None)
+    return cached[1], cached[2]
+
+
+def _eligible_for_corruption(data: SubjectDataset, target: str) -> np.ndarray:
+    """Rows drawn for `target` that satisfy it and none of the other selected patterns."""
+    target_col = data.enabled.index(target)
+    others = [data.enabled.index(s) for s in data.selected if s != target]
+    eligible = (data.source == data.selected.index(target)) & data.matches[:, target_col]
+    if others:
+        eligible &= ~data.matches[:, others].any(axis=1)
+    return eligible
 
 
 def plan_example(cfg: Config, pools: dict[str, np.ndarray], index: int) -> ExamplePlan:
@@ -106,7 +154,6 @@ def plan_example(cfg: Config, pools: dict[str, np.ndarray], index: int) -> Examp
     k = int(rng.integers(pat.min_patterns_per_batch, pat.max_patterns_per_batch + 1))
     chosen = set(rng.choice(len(enabled), size=k, replace=False).tolist())
     selected = tuple(name for name in PATTERN_NAMES if name in enabled and enabled.index(name) in chosen)
-    target = selected[int(rng.integers(len(selected)))]
 
     m = cfg.model
     spec = ModelSpec(
@@ -122,11 +169,11 @@ def plan_example(cfg: Config, pools: dict[str, np.ndarray], index: int) -> Examp
 
     # Held-out rows first (the test set, then the selection set), then training rows from what remains.
     test_size = cfg.validation.test_set_size
-    test, train_pools, test_negatives = _hold_out(space, pools, selected, test_size, rng, None)
-    selection, train_pools, select_negatives = _hold_out(
-        space, train_pools, selected, test_size, rng, test_negatives
+    watch_target = cfg.staged_training.stage2_watch == "target"
+    held_sets, train_pools, held_negatives = _hold_out(
+        space, pools, selected, test_size, rng, 1 + watch_target
     )
-    held_negatives = np.concatenate([test_negatives, select_negatives])
+    test, selection = held_sets[0], held_sets[1] if watch_target else None
 
     sizes = dataset_sizes(
         len(selected),
@@ -142,12 +189,11 @@ def plan_example(cfg: Config, pools: dict[str, np.ndarray], index: int) -> Examp
     is_val = np.zeros(n, dtype=bool)
     is_val[rng.permutation(n)[: round(n * cfg.training.validation_split)]] = True
 
-    target_col = enabled.index(target)
-    others = [enabled.index(s) for s in selected if s != target]
-    eligible = (data.source == selected.index(target)) & data.matches[:, target_col]
-    if others:
-        eligible &= ~data.matches[:, others].any(axis=1)
-    eligible_rows = np.flatnonzero(eligible)
+    # The target is drawn among the selected patterns that have rows to corrupt (a small pattern whose
+    # members all satisfy another selected pattern has none: e.g. all_same beside palindrome).
+    corruptible = [name for name in selected if _eligible_for_corruption(data, name).any()] or list(selected)
+    target = corruptible[int(rng.integers(len(corruptible)))]
+    eligible_rows = np.flatnonzero(_eligible_for_corruption(data, target))
     n_corrupt = round(cfg.staged_training.corruption_rate * len(eligible_rows))
     corrupted = np.zeros(n, dtype=bool)
     corrupted[rng.choice(eligible_rows, size=n_corrupt, replace=False)] = True
@@ -173,5 +219,5 @@ def held_out_is_unseen(plan: ExamplePlan) -> bool:
     sets share none either (a check for tests and audits)."""
     seen = {row_key(r) for r in plan.data.sequences}
     test = {row_key(r) for r in plan.test.sequences}
-    selection = {row_key(r) for r in plan.selection.sequences}
+    selection = {row_key(r) for r in plan.selection.sequences} if plan.selection is not None else set()
     return not (seen & test) and not (seen & selection) and not (test & selection)

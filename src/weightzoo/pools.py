@@ -24,6 +24,14 @@ def row_key(row: np.ndarray) -> bytes:
     return np.asarray(row, dtype=np.uint8).tobytes()
 
 
+def row_keys(rows: np.ndarray) -> list[bytes]:
+    """`row_key` of every row of a [n, length] array, computed in one pass."""
+    rows = np.ascontiguousarray(np.asarray(rows, dtype=np.uint8))
+    if rows.size == 0:
+        return []
+    return rows.view(f"V{rows.shape[1]}").ravel().tolist()
+
+
 def first_distinct(
     draw: Draw,
     target: int,
@@ -45,8 +53,7 @@ def first_distinct(
     while len(kept) < target:
         batch = draw(max(64, 2 * (target - len(kept))))
         before = len(kept)
-        for row in batch:
-            key = row_key(row)
+        for row, key in zip(batch, row_keys(batch), strict=True):
             if key not in seen:
                 seen.add(key)
                 kept.append(row)
@@ -76,7 +83,7 @@ def sample_members(
 ) -> np.ndarray:
     """Up to `n` distinct members of a pattern, uniformly chosen, none of them in `exclude_rows`."""
     pattern = PATTERNS[name]
-    exclude = [row_key(r) for r in exclude_rows] if exclude_rows is not None else []
+    exclude = row_keys(exclude_rows) if exclude_rows is not None else []
     return first_distinct(
         lambda k: pattern.sample(space, rng, k),
         n,
@@ -103,7 +110,7 @@ def sample_negatives(
             hit |= PATTERNS[name].holds(x, space)
         return x[~hit]
 
-    exclude = [row_key(r) for r in exclude_rows] if exclude_rows is not None else []
+    exclude = row_keys(exclude_rows) if exclude_rows is not None else []
     return first_distinct(
         draw, n, space.length, available=_negatives_available(space, avoid, exclude), exclude=exclude
     )

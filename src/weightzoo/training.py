@@ -41,9 +41,11 @@ def stage_rules(cfg: Config) -> StageRules:
         patience=cfg.training.early_stopping.patience,
         min_stage1_improvement=st.min_improvement_threshold,
         stage2_lr_factor=st.improvement_lr_factor,
-        stage2_max_other_drop=cfg.validation.max_other_degradation
-        if cfg.validation.pattern_specific
-        else None,
+        stage2_max_other_drop=(
+            cfg.validation.max_other_degradation
+            if cfg.staged_training.stage2_watch == "target" and cfg.validation.pattern_specific
+            else None
+        ),
     )
 
 
@@ -59,7 +61,6 @@ def thresholds(cfg: Config) -> Thresholds:
 
 def training_job(plan: ExamplePlan) -> TrainingJob:
     train, val = ~plan.is_val, plan.is_val
-    groups = (*plan.selected, NEGATIVE)
     x, clean, corrupted = plan.data.sequences, plan.data.labels, plan.stage1_labels
     return TrainingJob(
         spec=plan.spec,
@@ -71,11 +72,21 @@ def training_job(plan: ExamplePlan) -> TrainingJob:
         y_val_stage2=clean[val],
         init_weights=plan.init_weights,
         order_seed=plan.order_seed,
-        x_select=plan.selection.sequences,
-        y_select=plan.selection.labels,
-        select_groups=np.array([groups.index(g) for g in plan.selection.groups]),
-        target_group=groups.index(plan.target),
+        **_selection(plan),
     )
+
+
+def _selection(plan: ExamplePlan) -> dict:
+    """The selection set for stage 2's target watch, when the plan has one."""
+    if plan.selection is None:
+        return {}
+    groups = (*plan.selected, NEGATIVE)
+    return {
+        "x_select": plan.selection.sequences,
+        "y_select": plan.selection.labels,
+        "select_groups": np.array([groups.index(g) for g in plan.selection.groups]),
+        "target_group": groups.index(plan.target),
+    }
 
 
 def group_accuracy(plan: ExamplePlan, weights: dict[str, torch.Tensor]) -> dict[str, float]:

@@ -1,0 +1,116 @@
+"""Training throughput: the cohort engine against the seed's way (one model at a time).
+
+Run: python benchmarks/train_throughput.py [--examples 512] [--cohort 256] [--naive 24] [--threads 2]
+
+Both sides train the same examples of the seed's example config (6-9 layers, 25-40 units, relu/gelu,
+~500 rows): the same data, initial weights, learning rates and two stages. The naive loop does what the
+seed's original code did: an `nn.Sequential`, a `DataLoader` over the rows with batch 128, Adam, and a
+validation pass after every epoch, for as many epochs per stage as the engine ran for that model. It is
+slow, so it runs on the first `--naive` examples; models/s is compared.
+
+Printed: models/s of each, the ratio as `speedup: N.Nx`, the engine's achieved GFLOP/s (padded
+arithmetic of forward and backward passes), and the machine's batched-matmul GFLOP/s at the engine's
+shapes, measured here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader, TensorDataset
+
+from weightzoo.cohort import CohortStats, TrainingJob, TrainingResult, train_cohort
+from weightzoo.config import load_config
+from weightzoo.examples import plan_example
+from weightzoo.model import build_model, encode_inputs
+from weightzoo.pools import build_pools
+from weightzoo.training import stage_rules, training_job
+
+CONFIG = Path(__file__).resolve().parents[1] / "configs/seed_example.yaml"
+
+
+def naive_train(job: TrainingJob, result: TrainingResult, batch_size: int, lr_factor: float) -> None:
+    """The seed's loop: one model, DataLoader, Adam, validation every epoch; the engine's epoch counts."""
+    model = build_model(job.spec, job.init_weights)
+    x_tr, x_va = encode_inputs(job.x_train, job.spec), encode_inputs(job.x_val, job.spec)
+    stages = [
+        (job.y_train_stage1, job.y_val_stage1, job.spec.learning_rate, result.stage1_epochs),
+        (job.y_train_stage2, job.y_val_stage2, job.spec.learning_rate * lr_factor, result.stage2_epochs),
+    ]
+    for y_tr, y_va, lr, epochs in stages:
+        loader = DataLoader(
+            TensorDataset(x_tr, torch.as_tensor(y_tr, dtype=torch.float32)),
+            batch_size=batch_size,
+            shuffle=True,
+        )
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        y_va = torch.as_tensor(y_va, dtype=torch.float32)
+        for _ in range(epochs):
+            model.train()
+            for xb, yb in loader:
+                optimizer.zero_grad()
+                F.binary_cross_entropy_with_logits(model(xb), yb).backward()
+                optimizer.step()
+            model.eval()
+            with torch.no_grad():
+                F.binary_cross_entropy_with_logits(model(x_va), y_va)
+
+
+def bmm_gflops(stack: int, rows: int, width: int, seconds: float = 1.0) -> float:
+    """Measured batched-matmul throughput at the engine's layer shapes."""
+    a, b = torch.randn(stack, rows, width), torch.randn(stack, width, width)
+    torch.bmm(a, b)
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        torch.bmm(a, b)
+        count += 1
+    return 2 * stack * rows * width * width * count / (time.perf_counter() - start) / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=512)
+    parser.add_argument("--cohort", type=int, default=256)
+    parser.add_argument("--naive", type=int, default=24)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    cfg = load_config(CONFIG)
+    pools = build_pools(cfg.space, cfg.dataset.patterns.enabled_patterns, cfg.dataset.patterns.pool_size, 0)
+    jobs = [training_job(plan_example(cfg, pools, i)) for i in range(args.examples)]
+    rules = stage_rules(cfg)
+
+    stats = CohortStats()
+    results: list[TrainingResult] = []
+    for start in range(0, len(jobs), args.cohort):
+        results += train_cohort(jobs[start : start + args.cohort], rules, stats=stats)
+    epochs = np.mean([r.stage1_epochs + r.stage2_epochs for r in results])
+    print(
+        f"engine: {stats.models_per_second:.1f} models/s ({stats.models} models in cohorts of {args.cohort}, "
+        f"{stats.stacks} stacks, {args.threads} threads, {epochs:.1f} epochs per model on average)"
+    )
+
+    start = time.perf_counter()
+    for job, result in zip(jobs[: args.naive], results[: args.naive], strict=True):
+        naive_train(job, result, cfg.training.batch_size, cfg.staged_training.improvement_lr_factor)
+    naive = args.naive / (time.perf_counter() - start)
+    print(f"naive loop (nn.Sequential + DataLoader + Adam, one model at a time): {naive:.1f} models/s")
+    print(f"speedup: {stats.models_per_second / naive:.1f}x")
+
+    stack = max(1, stats.models // max(stats.stacks, 1))
+    peak = bmm_gflops(stack, cfg.training.batch_size, cfg.model.neurons_per_layer.max)
+    print(
+        f"engine achieved {stats.gflops_per_second:.1f} GFLOP/s; batched matmul at its shapes "
+        f"([{stack}, {cfg.training.batch_size}, {cfg.model.neurons_per_layer.max}] x "
+        f"[{cfg.model.neurons_per_layer.max}, {cfg.model.neurons_per_layer.max}]): {peak:.1f} GFLOP/s"
+    )
+
+
+if __name__ == "__main__":
+    main()
