@@ -272,6 +272,7 @@ class _Stack:
     def _bind_params(self) -> None:
         """Point the per-layer views at the current flat buffers (after creation or compaction)."""
         self.grad = torch.zeros_like(self.flat)
+        self.scratch = torch.zeros_like(self.flat)  # Adam's step before each model's learning rate
         self.params = self.views(self.flat)
         self.grads = self.views(self.grad)
 
@@ -367,14 +368,13 @@ class _Stack:
         return gain - self.rules.stage2_penalty * excess
 
     # --- one optimisation step: per-model masked mean BCE, then Adam gated per model ---------------
-    def step(self, x, y, row_mask, gate, lr, all_gated: bool) -> torch.Tensor:
-        """One Adam step for every gated model; returns each model's summed loss over its rows.
+    def step(self, x, y, row_mask, stepping: np.ndarray, lr: torch.Tensor) -> torch.Tensor:
+        """One Adam step for the models in `stepping`; returns each model's summed loss over its rows.
 
-        Adam as torch.optim.Adam computes it, rearranged so the per-model factors fold into two
-        broadcasts: lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)
-        == (lr*sqrt(bc2)/bc1) * m / (sqrt(v) + eps*sqrt(bc2)).
-        A model outside the gate keeps its parameters; its moments are kept too unless every model
-        still training is in the gate (then only finished models' unused moments change).
+        The update is PyTorch's fused Adam kernel, run with learning rate 1 on a scratch buffer over
+        the stepping models' rows (each with its own step count), then scaled by each model's own
+        learning rate: lr * (m_hat / (sqrt(v_hat) + eps)), exactly Adam's step. Other models keep
+        their parameters and moments.
         """
         keep = self._dropout_scales((x.shape[0], x.shape[1], self.dims[1]))
         with torch.no_grad():
@@ -399,21 +399,23 @@ class _Stack:
             torch.cat(grads[::-1], dim=1, out=self.grad)
         self.flops += 3 * self._flops_per_row * x.shape[0] * x.shape[1]  # forward + backward, padded
         beta1, beta2 = ADAM_BETAS
-        g, m, v = self.grad, self.m, self.v
+        on = np.flatnonzero(stepping).tolist()
         with torch.no_grad():
-            if all_gated:
-                m.lerp_(g, 1 - beta1)
-                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-            else:
-                on = gate[:, None] > 0
-                m.copy_(torch.where(on, m.lerp(g, 1 - beta1), m))
-                v.copy_(torch.where(on, v * beta2 + g * g * (1 - beta2), v))
-            self.t += gate
-            t = self.t.clamp(min=1)
-            root_bc2 = (1 - beta2**t).sqrt()
-            scale = (gate * lr * root_bc2 / (1 - beta1**t))[:, None]
-            eps = (ADAM_EPS * root_bc2)[:, None]
-            self.flat.addcdiv_(m * scale, v.sqrt().add_(eps), value=-1)
+            self.t[on] += 1
+            self.scratch.zero_()
+            torch._fused_adam_(
+                *([tensor[i] for i in on] for tensor in (self.scratch, self.grad, self.m, self.v)),
+                [],
+                [self.t[i] for i in on],
+                lr=1.0,
+                beta1=beta1,
+                beta2=beta2,
+                weight_decay=0.0,
+                eps=ADAM_EPS,
+                amsgrad=False,
+                maximize=False,
+            )
+            self.flat.addcmul_(self.scratch, lr[:, None])
         return loss_sums.detach()
 
     # --- the two stages --------------------------------------------------------------------------
@@ -479,9 +481,7 @@ class _Stack:
         loss_sum = torch.zeros(K, dtype=self.dtype, device=self.device)
         for s in range(0, int(lengths.max()), B):
             row_mask = row_mask_epoch[:, s : s + B]
-            gate = torch.as_tensor(lengths > s, dtype=self.dtype, device=self.device)
-            all_gated = bool((lengths > s)[training].all())
-            loss_sum += self.step(x_epoch[:, s : s + B], y_epoch[:, s : s + B], row_mask, gate, lr, all_gated)
+            loss_sum += self.step(x_epoch[:, s : s + B], y_epoch[:, s : s + B], row_mask, lengths > s, lr)
         epoch_loss = (loss_sum / row_mask_epoch.sum(1).clamp(min=1)).cpu().numpy()  # mean during the epoch
         epoch_in_stage[training] += 1
 
