@@ -15,7 +15,15 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from weightzoo.cohort import CohortStats, StageRules, TrainingJob, TrainingResult, epoch_order, train_cohort
+from weightzoo.cohort import (
+    CohortStats,
+    StageRules,
+    TrainingJob,
+    TrainingResult,
+    epoch_order,
+    stack_key,
+    train_cohort,
+)
 from weightzoo.config import parse_config
 from weightzoo.examples import plan_example
 from weightzoo.model import ACTIVATIONS, ModelSpec, SubjectMLP, build_model, encode_inputs, init_weights
@@ -92,7 +100,8 @@ def assert_same_result(got: TrainingResult, want: TrainingResult, tol: float, wh
     assert max_diff(got.degraded, want.degraded) <= tol, f"{what}: degraded"
     assert max_diff(got.improved, want.improved) <= tol, f"{what}: improved"
     for stage in ("stage1_val_loss", "stage2_val_loss"):
-        np.testing.assert_allclose(got.history[stage], want.history[stage], rtol=1e-9, atol=1e-9)
+        # float32 sums depend on the stack's padded width, so a different cohort can move the last bits
+        np.testing.assert_allclose(got.history[stage], want.history[stage], rtol=max(tol, 1e-9), atol=1e-9)
 
 
 def val_loss(job: TrainingJob, weights: dict[str, torch.Tensor], stage: int) -> float:
@@ -419,10 +428,10 @@ def test_epoch_order_is_a_pure_permutation(seed, stage, epoch, n):
 
 
 def test_cohort_stats_count_models_time_and_arithmetic():
-    jobs = [synthetic_job(80 + k, depth=2 + k % 2, activation="relu") for k in range(4)]
+    jobs = [synthetic_job(80 + k, depth=2 + k % 2, width=8, activation="relu") for k in range(4)]
     stats = CohortStats()
     results = train_cohort(jobs, RULES, stats=stats)
-    assert stats.models == 4 and stats.stacks == 2
+    assert stats.models == 4 and stats.stacks == len({stack_key(j.spec) for j in jobs}) == 2
     assert stats.seconds > 0 and stats.models_per_second > 0
     # Padded FLOPs can only exceed the real work: forward + backward ~ 6 flops per weight per row.
     real = sum(

@@ -130,14 +130,44 @@ class CohortStats:
         return self.flops / self.seconds / 1e9 if self.seconds else 0.0
 
 
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a well-spread 64-bit hash of each uint64 (arithmetic wraps)."""
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def epoch_orders(seeds, stages, epochs, counts) -> tuple[np.ndarray, np.ndarray]:
+    """Row orders of one epoch for many models at once, [models, most rows] padded with zeros, and
+    each model's row count. Model k's order is a pure function of (seeds[k], stages[k], epochs[k],
+    counts[k]): rows sorted by a hash of those and the row's index."""
+    counts = np.asarray(counts, dtype=np.int64)
+    width = max(int(counts.max(initial=0)), 1)
+    model = _mix(
+        _mix(np.asarray(seeds, dtype=np.uint64)) ^ (np.asarray(stages, dtype=np.uint64) << np.uint64(32))
+    )
+    model = _mix(model ^ np.asarray(epochs, dtype=np.uint64))
+    rows = np.arange(width, dtype=np.uint64)
+    keys = _mix(model[:, None] ^ _mix(rows)[None, :])
+    keys[rows[None, :] >= counts[:, None].astype(np.uint64)] = np.iinfo(np.uint64).max  # padding sorts last
+    order = np.argsort(keys, axis=1, kind="stable")
+    order[np.arange(width)[None, :] >= counts[:, None]] = 0
+    return order, counts
+
+
 def epoch_order(order_seed: int, stage: int, epoch: int, n: int) -> np.ndarray:
     """The row order of one epoch of one model: a pure function of its seed, stage and epoch."""
-    return np.random.default_rng([order_seed, stage, epoch]).permutation(n)
+    return epoch_orders([order_seed], [stage], [epoch], [n])[0][0, :n]
+
+
+WIDTH_BAND = 8  # widths 25-32 and 33-40 stack apart: less padding, stacks still large (measured ~10% faster)
 
 
 def stack_key(spec: ModelSpec) -> tuple:
-    """Models with the same key train in one stack (width may differ: it is padded)."""
-    return (spec.num_layers, spec.activation_type, spec.input_size, spec.dropout_rate)
+    """Models with the same key train in one stack; widths within a band are padded to the widest."""
+    band = -(-spec.neurons_per_layer // WIDTH_BAND)
+    return (spec.num_layers, spec.activation_type, spec.input_size, spec.dropout_rate, band)
 
 
 def train_cohort(
@@ -459,15 +489,8 @@ class _Stack:
         stage, epoch_in_stage = st["stage"], st["epoch_in_stage"]
         training = stage < 3
         # Row order per model for this epoch; finished models get an empty order.
-        orders = [
-            epoch_order(
-                self.jobs[self.origin[k]].order_seed, int(stage[k]), int(epoch_in_stage[k]), int(self.n_tr[k])
-            )
-            if training[k]
-            else np.zeros(0, dtype=np.int64)
-            for k in range(K)
-        ]
-        order, lengths = _pad_rows(orders)
+        seeds = [self.jobs[i].order_seed for i in self.origin]
+        order, lengths = epoch_orders(seeds, stage, epoch_in_stage, np.where(training, self.n_tr, 0))
         order_t = torch.as_tensor(order, device=self.device)
         valid = torch.as_tensor(np.arange(order.shape[1])[None, :] < lengths[:, None], device=self.device)
         stage1 = torch.as_tensor(stage == 1, device=self.device)[:, None]
