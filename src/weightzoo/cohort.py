@@ -1,10 +1,17 @@
 """The batched two-stage training engine: many subject models trained as one tensor program.
 
-Models that share depth, activation, input size and dropout are stacked: each layer's weights become
-one tensor with a leading model dimension, and every step is a handful of batched matmuls (`baddbmm`)
-for all of them at once. Narrower models are padded with exact zeros to the widest; a padded unit's
-weights and bias are zero, so it outputs act(0) (zero for every activation but sigmoid, whose output
-is masked), gets exactly zero gradient and stays zero under Adam. Padding never changes a model's math.
+Models that share depth, activation, input size, dropout and a band of widths are stacked: each layer's
+weights become one tensor with a leading model dimension, and every step is a handful of batched
+matmuls (`baddbmm`) for all of them at once. Narrower models are padded with exact zeros to the widest;
+a padded unit's weights and bias are zero, so it outputs act(0) (zero for every activation but sigmoid,
+whose output is masked), gets exactly zero gradient and stays zero under Adam. Padding never changes a
+model's math.
+
+A step is written out in full (`_Stack.step`): forward, backpropagation with PyTorch's own fused
+activation-gradient kernels, then Adam through PyTorch's fused kernel, scaled by each model's learning
+rate. All parameters of a stack live in one flat buffer, so Adam, checkpoints and finite checks are a
+few whole-buffer operations; models that finish are dropped from the stack so they cost nothing more.
+`CohortStats` reports models/s and the achieved GFLOP/s.
 
 Each model keeps its own data, batch order, learning rate, Adam state, early stopping and stage. The
 rules, for every model independently (they are the same as `reference.py`, the plain loop the engine
