@@ -447,3 +447,27 @@ def test_cohort_stats_count_models_time_and_arithmetic():
     train_cohort(jobs, RULES, stats=stats)
     assert stats.models == 8 and stats.stacks == 4
     assert stats.flops == pytest.approx(2 * first[0]) and stats.seconds > first[1]
+
+
+def test_dropout_masks_are_each_models_own():
+    """With dropout, a model's result still depends only on itself, not on who shares its stack."""
+
+    def with_dropout(job: TrainingJob) -> TrainingJob:
+        spec = dataclasses.replace(job.spec, dropout_rate=0.2)  # Linear modules move to 0, 3, 6
+        renamed = {
+            f"network.{new}.{p}": job.init_weights[f"network.{old}.{p}"]
+            for old, new in zip(job.spec.linear_indices, spec.linear_indices, strict=True)
+            for p in ("weight", "bias")
+        }
+        return dataclasses.replace(job, spec=spec, init_weights=renamed)
+
+    jobs = [with_dropout(synthetic_job(90 + k, depth=2, width=8, activation="tanh")) for k in range(3)]
+    together = train_cohort(jobs, RULES, dtype=torch.float64)
+    alone = train_cohort(jobs[1:2], RULES, dtype=torch.float64)[0]
+    assert_same_result(together[1], alone, 1e-12, "dropout")
+    no_dropout = train_cohort(
+        [synthetic_job(91, depth=2, width=8, activation="tanh")], RULES, dtype=torch.float64
+    )
+    first_epoch = alone.history["train_loss"][0], no_dropout[0].history["train_loss"][0]
+    assert abs(first_epoch[0] - first_epoch[1]) > 1e-6  # the masks did something
+    assert set(alone.degraded) == {f"network.{i}.{p}" for i in (0, 3, 6) for p in ("weight", "bias")}

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -51,10 +50,6 @@ import torch
 import torch.nn.functional as F
 
 from weightzoo.model import ModelSpec, encode_inputs
-
-# Gradients accumulate into views of one flat buffer per stack (see _Stack); PyTorch notes that such
-# views are not laid out like standalone tensors, which is intended here.
-warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
@@ -211,7 +206,7 @@ def train_cohort(
     return results  # type: ignore[return-value]
 
 
-def _pad_rows(arrays: list[np.ndarray], width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _pad_rows(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Stack arrays of different lengths along a new first axis, zero-padded; returns (stacked, lengths)."""
     lengths = np.array([len(a) for a in arrays])
     longest = max(int(lengths.max()), 1)
@@ -223,7 +218,7 @@ def _pad_rows(arrays: list[np.ndarray], width: int | None = None) -> tuple[np.nd
 
 
 class _Stack:
-    """Models of one depth and activation, stacked; widths padded to the widest."""
+    """Models of one `stack_key`, stacked; widths padded to the widest."""
 
     def __init__(self, jobs: list[TrainingJob], rules: StageRules, device: torch.device, dtype: torch.dtype):
         self.jobs, self.rules, self.device, self.dtype = jobs, rules, device, dtype
@@ -238,8 +233,8 @@ class _Stack:
 
         # Parameters live in one flat buffer per model, [K, P]; each layer's weight (transposed,
         # [K, fan_in, fan_out], so a layer is baddbmm(b, h, Wt)) and bias are views into it. Adam,
-        # checkpoints and finite checks then work on one tensor, and gradients accumulate into a
-        # matching flat buffer.
+        # checkpoints and finite checks then work on one tensor; gradients are gathered into a
+        # buffer of the same layout.
         self.layout: list[tuple[int, tuple[int, ...]]] = []  # (offset, shape per model) of each view
         offset = 0
         for fan_in, fan_out in zip(dims[:-1], dims[1:], strict=True):
@@ -360,19 +355,20 @@ class _Stack:
     def _act(self, z: torch.Tensor) -> torch.Tensor:
         return _ACTIVATION_FN[self.activation](z)
 
-    def _dropout_scales(self, shape: tuple[int, ...]) -> list[torch.Tensor] | None:
-        """Per-model dropout masks (scaled by 1/(1-p)), each model from its own generator."""
+    def _dropout_scales(self, rows: int, stepping: np.ndarray) -> list[torch.Tensor] | None:
+        """Dropout masks (scaled by 1/(1-p)) for one step, [K, rows, width] per hidden layer. Each
+        stepping model draws a full batch at its own width from its own generator, so its masks never
+        depend on which other models share its stack."""
         if self.dropout <= 0:
             return None
-        scales = []
+        width, scales = self.dims[1], []
         for _ in range(self.depth):
-            draws = torch.stack(
-                [
-                    torch.rand(shape[1:], generator=self._dropout_gens[i], dtype=self.dtype).to(self.device)
-                    for i in self.origin
-                ]
-            )
-            scales.append((draws >= self.dropout).to(self.dtype) / (1 - self.dropout))
+            scale = torch.ones(len(self.origin), rows, width, dtype=self.dtype)
+            for k in np.flatnonzero(stepping):
+                own = int(self.widths[k])
+                draw = torch.rand(self.rules.batch_size, own, generator=self._dropout_gens[self.origin[k]])
+                scale[k, :, :own] = (draw[:rows] >= self.dropout).to(self.dtype) / (1 - self.dropout)
+            scales.append(scale.to(self.device))
         return scales
 
     def val_loss(self, labels: torch.Tensor) -> np.ndarray:
@@ -413,7 +409,7 @@ class _Stack:
         learning rate: lr * (m_hat / (sqrt(v_hat) + eps)), exactly Adam's step. Other models keep
         their parameters and moments.
         """
-        keep = self._dropout_scales((x.shape[0], x.shape[1], self.dims[1]))
+        keep = self._dropout_scales(x.shape[1], stepping)
         with torch.no_grad():
             logits, pre, outs = self.forward(x, self.params, keep=keep)
             counts = row_mask.sum(1).clamp(min=1)
@@ -429,10 +425,9 @@ class _Stack:
                 dh = torch.bmm(delta, self.params[2 * layer].transpose(1, 2))
                 if keep is not None:
                     dh = dh * keep[layer - 1]
-                act_out = outs[layer] if keep is None else None
-                delta = self._activation_backward(
-                    dh, pre[layer - 1], act_out if act_out is not None else self._act(pre[layer - 1])
-                )
+                # the activation's own output (with dropout, outs[layer] is also scaled by the mask)
+                act_out = outs[layer] if keep is None else self._act(pre[layer - 1])
+                delta = self._activation_backward(dh, pre[layer - 1], act_out)
             torch.cat(grads[::-1], dim=1, out=self.grad)
         self.flops += 3 * self._flops_per_row * x.shape[0] * x.shape[1]  # forward + backward, padded
         beta1, beta2 = ADAM_BETAS
@@ -458,9 +453,8 @@ class _Stack:
     # --- the two stages --------------------------------------------------------------------------
     def train(self) -> list[TrainingResult]:
         K = self.K
-        self.origin = np.arange(
-            K
-        )  # stack row -> index among this stack's jobs (rows shrink as models finish)
+        # stack row -> index among this stack's jobs (rows shrink as finished models are dropped)
+        self.origin = np.arange(K)
         self.state = {
             "stage": np.ones(K, dtype=np.int64),  # 1, 2, or 3 = done
             "epoch_in_stage": np.zeros(K, dtype=np.int64),
