@@ -273,6 +273,9 @@ _ALL_METHODS = ", ".join(PROFILE_METHOD_DEFAULTS)
 
 class PromptFormat(Section):
     style: Literal["separate", "interwoven"] = "separate"
+    decimals: Annotated[Int, between(1, 8)] = 4
+    compact_numbers: Bool = True
+    tokenizer: Str | None = None
 
 
 class SignatureSection(Section):
