@@ -161,6 +161,10 @@ def num_parameters(spec: ModelSpec) -> int:
     return sum(fan_in * fan_out + fan_out for fan_in, fan_out in spec.layer_sizes)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
 def architecture_header(spec: ModelSpec) -> str:
     encoding = (
         f"one-hot ({spec.sequence_length} positions x {spec.vocab_size} tokens)"
@@ -169,7 +173,7 @@ def architecture_header(spec: ModelSpec) -> str:
     )
     return (
         f"Architecture: input encoding {encoding}; input size {spec.input_size}; "
-        f"{spec.num_layers} hidden layers of width {spec.neurons_per_layer}; "
+        f"{_count(spec.num_layers, 'hidden layer')} of width {spec.neurons_per_layer}; "
         f"activation {spec.activation_type}; output 1 logit (positive = pattern present). "
         f"Vocabulary {spec.vocab_size} tokens, sequence length {spec.sequence_length}."
     )
@@ -242,7 +246,7 @@ def _layer_signature_text(
     labels = " ".join(m if w == 1 else f"{m}({w})" for m, w in zip(methods, widths, strict=True))
     table = np.concatenate(columns, axis=1) if columns else np.zeros((len(neurons), 0))
     body = "\n".join([" ".join(r) for r in fmt.strings(table, compact=True).tolist()])
-    return f"layer {key} signature [{len(neurons)} neurons: {labels}]:\n{body}"
+    return f"layer {key} signature [{_count(len(neurons), 'neuron')}: {labels}]:\n{body}"
 
 
 def signature_block(
