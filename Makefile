@@ -13,10 +13,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-# The main job on the small bundled config: the signature (probe) file, then a benchmark set.
+# The main job on the small bundled config: the signature (probe) file, a benchmark set, then the
+# dataset itself (Parquet shards under out/small/data).
 run: $(STAMP)
 	$(VENV)/bin/weightzoo create-sig-dataset --config-path $(CONFIG) --size 200
 	$(VENV)/bin/weightzoo create-benchmark-dataset --config-path $(CONFIG) --samples-per-pattern 20
+	$(VENV)/bin/weightzoo run-data-gen --config-path $(CONFIG)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check $(LINTED)

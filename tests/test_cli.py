@@ -239,11 +239,10 @@ def test_signature_of_another_vocab_is_refused(capsys, config, tmp_path):
 # ---------------------------------------------------------------------------------------------------------
 
 
-def test_run_data_gen_valid_config_is_not_available_yet(capsys, config):
-    code, out, err = run(capsys, "run-data-gen", "--config-path", config)
-    assert code == 3
-    assert "not available" in err
-    assert str(config) in out
+def test_run_data_gen_without_a_signature_file_names_it(capsys, config):
+    code, _, err = run(capsys, "run-data-gen", "--config-path", config)
+    assert code == 2
+    assert "signature_dataset.json does not exist" in err and "Traceback" not in err
 
 
 def test_run_data_gen_invalid_config(capsys, config):

@@ -236,7 +236,7 @@ def test_signature_vector_uses_the_given_method_order():
     assert signature_vector(sig, ["max", "mean"])[:2] == [3.0, ACTS[:, 0].mean()]
 
 
-finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)
+finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False, allow_subnormal=False)
 
 
 @settings(max_examples=100, deadline=None)

@@ -17,7 +17,6 @@ from weightzoo import __version__
 from weightzoo.errors import UserError
 
 EXIT_USER_ERROR = 2
-EXIT_NOT_AVAILABLE = 3
 
 
 def _int_at_least(minimum: int, what: str):
@@ -159,11 +158,18 @@ def create_benchmark_dataset(args) -> int:
 
 def run_data_gen(args) -> int:
     from weightzoo.config import load_config
+    from weightzoo.pipeline import run_data_gen as generate
 
     cfg = load_config(args.config_path)
-    print(f"config {args.config_path} is valid (sha256 {cfg.config_hash[:16]})")
-    print("run-data-gen: dataset generation is not available in this version yet", file=sys.stderr)
-    return EXIT_NOT_AVAILABLE
+    summary = generate(cfg, log=lambda line: print(line, flush=True))
+    out = cfg.pipeline.output_dir
+    print(
+        f"wrote {summary.accepted} examples to {out}/data ({summary.attempted} attempted, "
+        f"{summary.accepted / max(summary.attempted, 1):.1%} accepted, {summary.seconds:.0f} s)"
+    )
+    print("  rejected: " + ", ".join(f"{r} {n}" for r, n in summary.rejected_reasons.items()))
+    print(f'  load it with: datasets.load_dataset("parquet", data_files="{out}/data/*.parquet")')
+    return 0
 
 
 def _group_counts(doc: dict) -> dict[str, int]:
