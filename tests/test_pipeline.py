@@ -157,3 +157,35 @@ def test_a_missing_signature_file_is_a_clear_error(tmp_path):
     cfg.signature.dataset_path.unlink()
     with pytest.raises(UserError, match="sig.json does not exist"):
         run_data_gen(cfg, workers=1, log=lambda _: None, cohort_size=COHORT)
+
+
+def test_a_full_disk_is_a_clear_error_and_leaves_written_shards_intact(tmp_path, monkeypatch):
+    import errno
+
+    import weightzoo.pipeline as pipeline
+
+    cfg = tiny_config(tmp_path)
+    run_data_gen(cfg, workers=1, log=lambda _: None, cohort_size=COHORT)
+    out = cfg.pipeline.output_dir
+    before = shard_bytes(out)
+    (out / "dataset_info.json").unlink()  # start over in the same folder, with the disk now full
+    for path in out.glob("data/cohort-*.parquet"):
+        if path.name != "cohort-00000.parquet":
+            path.unlink()
+
+    def full(table, path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pipeline.pq, "write_table", full)
+    with pytest.raises(UserError, match="No space left on device"):
+        run_data_gen(cfg, workers=1, log=lambda _: None, cohort_size=COHORT)
+    assert cohort_path(out, "data", 0).read_bytes() == before["data/cohort-00000.parquet"]
+    assert not list(out.glob("*/.*.tmp"))
+
+
+def test_an_unwritable_output_folder_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    cfg = tiny_config(tmp_path, pipeline={"output_dir": str(blocker / "out")})
+    with pytest.raises(UserError, match="pipeline.output_dir"):
+        run_data_gen(cfg, workers=1, log=lambda _: None, cohort_size=COHORT)

@@ -43,6 +43,7 @@ class RunSummary:
     cohorts: int
     seconds: float
     rejected_reasons: dict[str, int]
+    stage_seconds: dict[str, float]  # summed over workers: CPU-side time per stage
 
 
 class _InProcess:
@@ -125,8 +126,18 @@ def _info(
     return info
 
 
-def run_cohort(cfg: Config, cohort: int, threads: int = 1, cohort_size: int = COHORT_SIZE) -> tuple[int, int]:
-    """Plan, train, judge, sign and format one cohort and write its shards; (accepted, attempted)."""
+@dataclass
+class CohortReport:
+    """What a worker sends back: counts, seconds per stage, and a summary for monitoring."""
+
+    accepted: int
+    attempted: int
+    seconds: dict[str, float]
+    monitor: dict | None = None
+
+
+def run_cohort(cfg: Config, cohort: int, threads: int = 1, cohort_size: int = COHORT_SIZE) -> CohortReport:
+    """Plan, train, judge, sign and format one cohort and write its shards."""
     import torch
 
     from weightzoo.pools import build_pools
@@ -135,12 +146,21 @@ def run_cohort(cfg: Config, cohort: int, threads: int = 1, cohort_size: int = CO
     from weightzoo.training import train_examples
 
     torch.set_num_threads(threads)
+    clock, seconds = time.perf_counter(), {}
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[stage] = seconds.get(stage, 0.0) + now - clock
+        clock = now
+
     enabled = tuple(cfg.dataset.patterns.enabled_patterns)
     probe = read_probe_file(cfg.signature.dataset_path, cfg.space, enabled)
     pools = build_pools(cfg.space, enabled, cfg.dataset.patterns.pool_size, cfg.pipeline.random_seed)
     indices = list(range(cohort * cohort_size, (cohort + 1) * cohort_size))
     examples = train_examples(cfg, pools, indices)
     kept = [e for e in examples if e.verdict.accepted]
+    lap("plan, train and validate")
     methods = cfg.signature.neuron_profile_methods
     signatures: dict[int, dict[str, dict]] = {e.plan.index: {} for e in kept}
     for which in ("degraded", "improved"):
@@ -149,23 +169,26 @@ def run_cohort(cfg: Config, cohort: int, threads: int = 1, cohort_size: int = CO
         )
         for e, a in zip(kept, acts, strict=True):
             signatures[e.plan.index][which] = signature(a, methods, probe.groups, model_config(cfg, e))
+    lap("signatures")
     rows = [accepted_row(cfg, e, signatures[e.plan.index]) for e in kept]
     rejected = [rejected_row(e) for e in examples if not e.verdict.accepted]
+    lap("format")
     out = cfg.pipeline.output_dir
     write_table_atomic(
         pa.Table.from_pylist(rejected, schema=REJECTED_SCHEMA), cohort_path(out, "rejected", cohort)
     )
     write_table_atomic(pa.Table.from_pylist(rows, schema=SCHEMA), cohort_path(out, "data", cohort))
-    return len(rows), len(examples)
+    lap("write")
+    return CohortReport(len(rows), len(examples), seconds)
 
 
-def _done(out: Path, cohort: int) -> tuple[int, int] | None:
+def _done(out: Path, cohort: int) -> CohortReport | None:
+    """The report of a cohort already on disk (written by an earlier run), or None."""
     data, rejected = cohort_path(out, "data", cohort), cohort_path(out, "rejected", cohort)
     if not (data.exists() and rejected.exists()):
         return None
-    return pq.read_metadata(data).num_rows, pq.read_metadata(data).num_rows + pq.read_metadata(
-        rejected
-    ).num_rows
+    kept = pq.read_metadata(data).num_rows
+    return CohortReport(kept, kept + pq.read_metadata(rejected).num_rows, {})
 
 
 def run_data_gen(
@@ -192,7 +215,8 @@ def run_data_gen(
     start = time.perf_counter()
     accepted = attempted = 0
     cohort = 0
-    results: dict[int, tuple[int, int]] = {}
+    results: dict[int, CohortReport] = {}
+    stage_seconds: dict[str, float] = {}
     executor = (
         ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
         if workers > 1
@@ -212,10 +236,10 @@ def run_data_gen(
                     break
                 pending[nxt] = pool.submit(run_cohort, cfg, nxt, threads, cohort_size)
             if cohort in results:
-                got, tried = results.pop(cohort)
+                report = results.pop(cohort)
             elif cohort in pending:
                 try:
-                    got, tried = pending.pop(cohort).result()
+                    report = pending.pop(cohort).result()
                 except UserError:
                     raise
                 except Exception as e:  # a worker that died: what is written stays, the run can resume
@@ -224,8 +248,10 @@ def run_data_gen(
                     ) from None
             else:
                 continue
-            accepted += got
-            attempted += tried
+            accepted += report.accepted
+            attempted += report.attempted
+            for stage, spent in report.seconds.items():
+                stage_seconds[stage] = stage_seconds.get(stage, 0.0) + spent
             rate = accepted / max(attempted, 1)
             seconds = time.perf_counter() - start
             log(
@@ -237,11 +263,18 @@ def run_data_gen(
                 raise UserError(
                     f"no example accepted in {attempted} attempts: the validation rules reject everything"
                 )
-        for future in pending.values():
-            future.cancel()
+        if pending and isinstance(pool, ProcessPoolExecutor):
+            # Cohorts started beyond the last one needed are not wanted: stop them now rather than wait.
+            # (Their writes are atomic; a stopped one leaves at most a temporary file.)
+            processes = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in processes:
+                process.terminate()
     last = cohort - 1
     _finish(out, last, accepted - target)
-    summary = RunSummary(target, attempted, last + 1, time.perf_counter() - start, _reason_counts(out, last))
+    summary = RunSummary(
+        target, attempted, last + 1, time.perf_counter() - start, _reason_counts(out, last), stage_seconds
+    )
     write_json_atomic(out / INFO, _info(cfg, probe, cohort_size, complete=True, summary=summary))
     return summary
 
