@@ -189,3 +189,31 @@ def test_an_unwritable_output_folder_is_a_clear_error(tmp_path):
     cfg = tiny_config(tmp_path, pipeline={"output_dir": str(blocker / "out")})
     with pytest.raises(UserError, match="pipeline.output_dir"):
         run_data_gen(cfg, workers=1, log=lambda _: None, cohort_size=COHORT)
+
+
+def test_a_run_writes_its_card_and_uploads_through_the_hub_client(tmp_path, monkeypatch):
+    """Up to the network boundary: the Hub client is a recorder; the token appears in no file."""
+    import weightzoo.hub as hub
+
+    calls = []
+
+    class Recorder:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __getattr__(self, name):
+            return lambda *args, **kwargs: calls.append((name, kwargs.get("path_in_repo")))
+
+    monkeypatch.setattr(hub, "HfApi", Recorder, raising=False)
+    monkeypatch.setattr("huggingface_hub.HfApi", Recorder)
+    token = "hf_" + "x" * 30
+    cfg = tiny_config(tmp_path, hub={"dataset_name": "someone/zoo", "token": token})
+    run_data_gen(cfg, workers=1, log=lambda _: None, cohort_size=COHORT)
+    out = cfg.pipeline.output_dir
+    card = (out / "README.md").read_text()
+    assert "data/*.parquet" in card and cfg.config_hash[:12] in card
+    uploaded = {path for name, path in calls if name == "upload_file"}
+    assert {"README.md", "dataset_info.json", "data/cohort-00000.parquet"} <= uploaded
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert token.encode() not in path.read_bytes(), path

@@ -73,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     gen = commands.add_parser("run-data-gen", help="generate the interpreter training dataset")
     gen.add_argument("--config-path", required=True, type=Path, help="YAML config")
+    gen.add_argument(
+        "--keep-tensorboard",
+        action="store_true",
+        help="with metrics.tensorboard.auto_launch: leave TensorBoard serving after generation ends",
+    )
     gen.set_defaults(handler=run_data_gen)
 
     bench = commands.add_parser(
@@ -161,7 +166,14 @@ def run_data_gen(args) -> int:
     from weightzoo.pipeline import run_data_gen as generate
 
     cfg = load_config(args.config_path)
-    summary = generate(cfg, log=lambda line: print(line, flush=True))
+    board = _start_tensorboard(cfg)
+    try:
+        summary = generate(cfg, log=lambda line: print(line, flush=True))
+    finally:
+        if board is not None and not args.keep_tensorboard:
+            from weightzoo.monitoring import stop
+
+            stop(board)
     out = cfg.pipeline.output_dir
     print(
         f"wrote {summary.accepted} examples to {out}/data ({summary.attempted} attempted, "
@@ -170,6 +182,22 @@ def run_data_gen(args) -> int:
     print("  rejected: " + ", ".join(f"{r} {n}" for r, n in summary.rejected_reasons.items()))
     print(f'  load it with: datasets.load_dataset("parquet", data_files="{out}/data/*.parquet")')
     return 0
+
+
+def _start_tensorboard(cfg):
+    """TensorBoard on metrics.tensorboard.port when asked for; a failure to start is a warning."""
+    board = cfg.metrics.tensorboard
+    if not (board.enabled and board.auto_launch):
+        return None
+    from weightzoo.monitoring import TensorBoardError, launch_tensorboard, tensorboard_url
+
+    try:
+        process = launch_tensorboard(cfg.metrics.dir, board.port)
+    except TensorBoardError as e:
+        print(f"warning: TensorBoard not started: {e}", file=sys.stderr)
+        return None
+    print(f"TensorBoard: {tensorboard_url(board.port)} (logs in {cfg.metrics.dir})", flush=True)
+    return process
 
 
 def _group_counts(doc: dict) -> dict[str, int]:

@@ -2,7 +2,9 @@
 
 The run reads as its stages: check the config, the signature file and the output folder → build the
 pattern pools → for each cohort of example indices: plan and train (`training.py`) → validate →
-extract signatures → format rows → write the cohort's shards.
+extract signatures → format rows → write the cohort's shards (and upload them, with `hub.dataset_name`)
+→ at the end, the dataset card (README.md) and `dataset_info.json`. Progress goes to the terminal and,
+with `metrics.tensorboard.enabled`, per-cohort figures to TensorBoard under `metrics.dir`.
 
 Examples are processed in fixed cohorts of `COHORT_SIZE` indices (cohort k holds indices
 k·COHORT_SIZE …), so which examples exist and every byte of them depends only on the config and the
@@ -28,8 +30,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from weightzoo import __version__
+from weightzoo.card import write_card
 from weightzoo.config import Config
 from weightzoo.errors import UserError
+from weightzoo.monitoring import Monitor, Progress
 from weightzoo.probe_sets import ProbeSet, read_probe_file, write_json_atomic
 
 COHORT_SIZE = 256
@@ -140,6 +144,7 @@ def run_cohort(cfg: Config, cohort: int, threads: int = 1, cohort_size: int = CO
     """Plan, train, judge, sign and format one cohort and write its shards."""
     import torch
 
+    from weightzoo.monitoring import cohort_summary
     from weightzoo.pools import build_pools
     from weightzoo.rows import REJECTED_SCHEMA, SCHEMA, accepted_row, model_config, rejected_row
     from weightzoo.signatures import layer_activations, signature
@@ -179,7 +184,7 @@ def run_cohort(cfg: Config, cohort: int, threads: int = 1, cohort_size: int = CO
     )
     write_table_atomic(pa.Table.from_pylist(rows, schema=SCHEMA), cohort_path(out, "data", cohort))
     lap("write")
-    return CohortReport(len(rows), len(examples), seconds)
+    return CohortReport(len(rows), len(examples), seconds, cohort_summary(examples, sum(seconds.values())))
 
 
 def _done(out: Path, cohort: int) -> CohortReport | None:
@@ -212,7 +217,48 @@ def run_data_gen(
     # Thread counts never change results (the same bits with 1 or 2 threads, measured); they only must
     # not oversubscribe the cores.
     threads = min(cfg.pipeline.num_workers or cores, max(1, cores // workers))
+    uploader = _uploader(cfg, log)
     start = time.perf_counter()
+    with Progress(target) as progress, Monitor(cfg.metrics.dir, cfg.metrics.tensorboard.enabled) as monitor:
+        accepted, attempted, cohort, stage_seconds = _generate(
+            cfg, out, workers, threads, cohort_size, progress, monitor, start, uploader
+        )
+    last = cohort - 1
+    _finish(out, last, accepted - target)
+    summary = RunSummary(
+        target, attempted, last + 1, time.perf_counter() - start, _reason_counts(out, last), stage_seconds
+    )
+    write_json_atomic(out / INFO, _info(cfg, probe, cohort_size, complete=True, summary=summary))
+    write_card(out)
+    if uploader is not None:
+        uploader.sync(out)  # the last shard as cut, shards no longer wanted removed, then the card
+    return summary
+
+
+def _uploader(cfg: Config, log: Callable[[str], None]):
+    """A Hub uploader when `hub.dataset_name` is set; shards go up as they are written."""
+    if not cfg.hub.dataset_name:
+        return None
+    from weightzoo.hub import HubUploader, resolve_token
+
+    uploader = HubUploader(cfg.hub.dataset_name, resolve_token(cfg), cfg.hub.private, log=log)
+    uploader.create()
+    return uploader
+
+
+def _generate(
+    cfg: Config,
+    out: Path,
+    workers: int,
+    threads: int,
+    cohort_size: int,
+    progress: Progress,
+    monitor: Monitor,
+    start: float,
+    uploader=None,
+) -> tuple[int, int, int, dict[str, float]]:
+    """Run cohorts in index order, `workers` at a time, until enough examples are accepted."""
+    target = cfg.dataset.output_dataset_length
     accepted = attempted = 0
     cohort = 0
     results: dict[int, CohortReport] = {}
@@ -252,12 +298,14 @@ def run_data_gen(
             attempted += report.attempted
             for stage, spent in report.seconds.items():
                 stage_seconds[stage] = stage_seconds.get(stage, 0.0) + spent
-            rate = accepted / max(attempted, 1)
             seconds = time.perf_counter() - start
-            log(
-                f"cohort {cohort}: {min(accepted, target)}/{target} accepted, {attempted} attempted "
-                f"({rate:.1%} accepted), {seconds:.0f} s"
-            )
+            progress.update(min(accepted, target), attempted, seconds)
+            if report.monitor is not None:
+                monitor.cohort(cohort, report.monitor)
+            monitor.totals(cohort, min(accepted, target), attempted, seconds)
+            if uploader is not None:
+                for kind in ("rejected", "data"):
+                    uploader.upload_shard(cohort_path(out, kind, cohort), out)
             cohort += 1
             if attempted and accepted == 0 and attempted >= 4 * cohort_size:
                 raise UserError(
@@ -270,13 +318,7 @@ def run_data_gen(
             pool.shutdown(wait=False, cancel_futures=True)
             for process in processes:
                 process.terminate()
-    last = cohort - 1
-    _finish(out, last, accepted - target)
-    summary = RunSummary(
-        target, attempted, last + 1, time.perf_counter() - start, _reason_counts(out, last), stage_seconds
-    )
-    write_json_atomic(out / INFO, _info(cfg, probe, cohort_size, complete=True, summary=summary))
-    return summary
+    return accepted, attempted, cohort, stage_seconds
 
 
 def _finish(out: Path, last: int, surplus: int) -> None:
