@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/train_throughput.py --examples 512 --cohort 512 --naive 24 --threads 2
 	$(PY) benchmarks/acceptance_rate.py --examples 512 --cohort 512
 	$(PY) benchmarks/acceptance_rate.py --examples 512 --cohort 512 --corruption-rate 1.0
+	$(PY) benchmarks/pipeline_throughput.py --accepted 60 --workers 2
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache .hypothesis
