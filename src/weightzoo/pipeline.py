@@ -6,8 +6,8 @@ extract signatures → format rows → write the cohort's shards (and upload the
 → at the end, the dataset card (README.md) and `dataset_info.json`. Progress goes to the terminal and,
 with `metrics.tensorboard.enabled`, per-cohort figures to TensorBoard under `metrics.dir`.
 
-Examples are processed in fixed cohorts of `COHORT_SIZE` indices (cohort k holds indices
-k·COHORT_SIZE …), so which examples exist and every byte of them depends only on the config and the
+Examples are processed in fixed cohorts of `pipeline.checkpoint_interval` indices (cohort k holds
+indices k·size …), so which examples exist and every byte of them depends only on the config and the
 seed, never on the number of workers or on timing. Each cohort is written as two files, each atomically
 (a temporary file, then a rename): `rejected/cohort-K.parquet`, then `data/cohort-K.parquet`. A cohort
 whose data file exists is done; a restarted run skips it. `output_dataset_length` counts accepted
@@ -36,7 +36,6 @@ from weightzoo.errors import UserError
 from weightzoo.monitoring import Monitor, Progress
 from weightzoo.probe_sets import ProbeSet, read_probe_file, write_json_atomic
 
-COHORT_SIZE = 256
 INFO = "dataset_info.json"
 
 
@@ -140,7 +139,7 @@ class CohortReport:
     monitor: dict | None = None
 
 
-def run_cohort(cfg: Config, cohort: int, threads: int = 1, cohort_size: int = COHORT_SIZE) -> CohortReport:
+def run_cohort(cfg: Config, cohort: int, threads: int, cohort_size: int) -> CohortReport:
     """Plan, train, judge, sign and format one cohort and write its shards."""
     import torch
 
@@ -200,9 +199,11 @@ def run_data_gen(
     cfg: Config,
     workers: int | None = None,
     log: Callable[[str], None] = print,
-    cohort_size: int = COHORT_SIZE,
+    cohort_size: int | None = None,
 ) -> RunSummary:
-    """Generate (or finish) the dataset; `workers` defaults to `pipeline.max_threads`."""
+    """Generate (or finish) the dataset; `workers` defaults to `pipeline.max_threads`, `cohort_size`
+    to `pipeline.checkpoint_interval`."""
+    cohort_size = cohort_size or cfg.pipeline.checkpoint_interval
     enabled = tuple(cfg.dataset.patterns.enabled_patterns)
     probe = read_probe_file(cfg.signature.dataset_path, cfg.space, enabled)
     out = _check_output(cfg, probe, cohort_size)
