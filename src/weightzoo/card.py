@@ -10,14 +10,13 @@ read: `dataset_info.json` holds the config without `hub.token`.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from weightzoo.errors import UserError
+from weightzoo.files import sha256_file, write_text_atomic
 from weightzoo.formatting import count_tokens
 
 INFO = "dataset_info.json"
@@ -50,11 +49,7 @@ def _column(paths: list[Path], name: str) -> list:
 
 def _file_sha256(path: Path) -> str | None:
     try:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        return digest.hexdigest()
+        return sha256_file(path)
     except OSError:
         return None
 
@@ -275,11 +270,5 @@ def write_card(out: Path, license: str = "other") -> Path:
     out = Path(out)
     text = dataset_card(out, license)
     path = out / CARD
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
+    write_text_atomic(path, text)
     return path

@@ -14,7 +14,6 @@ carries it either.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from weightzoo.errors import UserError
+from weightzoo.files import sha256_file, write_json_atomic
 
 RECORD = ".hub_uploaded.json"
 FINAL_FILES = ("README.md", "dataset_info.json")
@@ -41,14 +41,6 @@ def scrub(text: str, token: str | None) -> str:
     if token:
         text = text.replace(token, "***")
     return _TOKEN_LIKE.sub("***", text)
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class HubUploader:
@@ -102,14 +94,7 @@ class HubUploader:
 
     def _save_record(self, out: Path, files: dict[str, str]) -> None:
         path = Path(out) / RECORD
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        document = {"repo_id": self.repo_id, "files": dict(sorted(files.items()))}
-        try:
-            tmp.write_text(json.dumps(document, indent=1) + "\n", encoding="utf-8")
-            os.replace(tmp, path)
-        except OSError as e:
-            tmp.unlink(missing_ok=True)
-            raise UserError(f"cannot write {path}: {e.strerror or e}") from None
+        write_json_atomic(path, {"repo_id": self.repo_id, "files": dict(sorted(files.items()))})
 
     def uploaded(self, out: Path) -> dict[str, str]:
         """Files recorded as uploaded from `out` to this repo: path in repo → sha256."""

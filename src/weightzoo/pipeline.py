@@ -33,8 +33,9 @@ from weightzoo import __version__
 from weightzoo.card import write_card
 from weightzoo.config import Config
 from weightzoo.errors import UserError
+from weightzoo.files import write_atomic, write_json_atomic
 from weightzoo.monitoring import Monitor, Progress
-from weightzoo.probe_sets import ProbeSet, read_probe_file, write_json_atomic
+from weightzoo.probe_sets import ProbeSet, read_probe_file
 
 INFO = "dataset_info.json"
 
@@ -72,15 +73,7 @@ def cohort_path(out: Path, kind: str, cohort: int) -> Path:
 
 
 def write_table_atomic(table: pa.Table, path: Path) -> None:
-    """Write a Parquet file under a temporary name, then rename it: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
+    write_atomic(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def _check_output(cfg: Config, probe: ProbeSet, cohort_size: int) -> Path:

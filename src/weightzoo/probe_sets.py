@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from weightzoo.errors import UserError
+from weightzoo.files import write_json_atomic  # noqa: F401  (re-exported: callers write probe files)
 from weightzoo.patterns import PATTERNS, PATTERNS_VERSION, match_matrix
 from weightzoo.pools import sample_members, sample_negatives
 from weightzoo.seeding import Stream, rng_for
@@ -158,27 +157,6 @@ def _document(kind: str, space: SequenceSpace, enabled, seed: int, sequences, gr
         "content_hash": content_hash(space, sequences, groups),
         "examples": _examples_json(space, sequences, groups, enabled),
     }
-
-
-def write_json_atomic(path: Path, document: dict) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    except OSError as e:
-        raise UserError(f"cannot write {path}: {e.strerror}") from None
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the file should be as readable as any other
-        with os.fdopen(fd, "w") as f:
-            json.dump(document, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise UserError(f"cannot write {path}: {e.strerror}") from None
 
 
 def read_probe_file(
