@@ -217,3 +217,25 @@ def test_a_run_writes_its_card_and_uploads_through_the_hub_client(tmp_path, monk
     for path in out.rglob("*"):
         if path.is_file():
             assert token.encode() not in path.read_bytes(), path
+
+
+def test_a_failing_cohort_is_a_clear_error_and_the_run_resumes(one_worker, tmp_path, monkeypatch):
+    """A worker that dies surfaces as one clear error; written shards stay, and a rerun completes."""
+    import weightzoo.pipeline as pipeline
+
+    cfg, _ = one_worker
+    twin = tiny_config(tmp_path)
+    real = pipeline.run_cohort
+
+    def dies_on_cohort_1(cfg, cohort, *args):
+        if cohort == 1:
+            raise RuntimeError("worker process terminated abruptly")
+        return real(cfg, cohort, *args)
+
+    monkeypatch.setattr(pipeline, "run_cohort", dies_on_cohort_1)
+    with pytest.raises(UserError, match="cohort 1 failed .* run again to resume"):
+        run_data_gen(twin, workers=1, log=lambda _: None, cohort_size=COHORT)
+    assert cohort_path(twin.pipeline.output_dir, "data", 0).exists()
+    monkeypatch.setattr(pipeline, "run_cohort", real)
+    run_data_gen(twin, workers=1, log=lambda _: None, cohort_size=COHORT)
+    assert shard_bytes(twin.pipeline.output_dir) == shard_bytes(cfg.pipeline.output_dir)
