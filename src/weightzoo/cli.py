@@ -163,9 +163,12 @@ def create_benchmark_dataset(args) -> int:
 
 def run_data_gen(args) -> int:
     from weightzoo.config import load_config
-    from weightzoo.pipeline import run_data_gen as generate
 
-    cfg = load_config(args.config_path)
+    cfg = load_config(args.config_path)  # a bad config is reported before anything heavy is imported
+    from weightzoo.pipeline import run_data_gen as generate
+    from weightzoo.probe_sets import read_probe_file
+
+    read_probe_file(cfg.signature.dataset_path, cfg.space, tuple(cfg.dataset.patterns.enabled_patterns))
     board = _start_tensorboard(cfg)
     try:
         summary = generate(cfg, log=lambda line: print(line, flush=True))
@@ -214,8 +217,15 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except ModuleNotFoundError as e:
+        print(
+            f"error: missing Python package '{e.name}'. Install weightzoo with its dependencies first: "
+            "`make run`, or `pip install -e .`",
+            file=sys.stderr,
+        )
+        return EXIT_USER_ERROR
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted: finished shards are kept; run the same command again to resume", file=sys.stderr)
         return 130
 
 
