@@ -50,11 +50,12 @@ def _duration(seconds: float) -> str:
 
 def progress_numbers(target: int, accepted: int, attempted: int, seconds: float) -> dict:
     """Acceptance rate, accepted examples per second and the estimated seconds left (inf if unknown)."""
+    rate = accepted / max(attempted, 1)  # of every example judged, also those beyond the target
     accepted = min(accepted, target)
     per_s = accepted / seconds if seconds > 0 else 0.0
     left = target - accepted
     eta = 0.0 if left <= 0 else (left / per_s if per_s > 0 else math.inf)
-    return {"rate": accepted / max(attempted, 1), "per_s": per_s, "eta": eta}
+    return {"rate": rate, "per_s": per_s, "eta": eta}
 
 
 class Progress:

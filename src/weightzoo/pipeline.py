@@ -219,8 +219,16 @@ def run_data_gen(
         )
     last = cohort - 1
     _finish(out, last, accepted - target)
+    # Attempted: every example up to the last one kept (those after it in its cohort are not part of it).
+    kept_ids = pq.read_table(cohort_path(out, "data", last), columns=["example_id"]).column(0).to_pylist()
+    attempted = max(kept_ids) + 1 if kept_ids else attempted
     summary = RunSummary(
-        target, attempted, last + 1, time.perf_counter() - start, _reason_counts(out, last), stage_seconds
+        target,
+        attempted,
+        last + 1,
+        time.perf_counter() - start,
+        _reason_counts(out, last, attempted),
+        stage_seconds,
     )
     write_json_atomic(out / INFO, _info(cfg, probe, cohort_size, complete=True, summary=summary))
     write_card(out)
@@ -293,7 +301,7 @@ def _generate(
             for stage, spent in report.seconds.items():
                 stage_seconds[stage] = stage_seconds.get(stage, 0.0) + spent
             seconds = time.perf_counter() - start
-            progress.update(min(accepted, target), attempted, seconds)
+            progress.update(accepted, attempted, seconds)
             if report.monitor is not None:
                 monitor.cohort(cohort, report.monitor)
             monitor.totals(cohort, min(accepted, target), attempted, seconds)
@@ -327,11 +335,12 @@ def _finish(out: Path, last: int, surplus: int) -> None:
         write_table_atomic(table.slice(0, table.num_rows - surplus), path)
 
 
-def _reason_counts(out: Path, last: int) -> dict[str, int]:
+def _reason_counts(out: Path, last: int, below: int) -> dict[str, int]:
+    """Rejection reasons of the examples with index < `below` (those the dataset's run covers)."""
     counts: dict[str, int] = {}
     for cohort in range(last + 1):
-        for reason in (
-            pq.read_table(cohort_path(out, "rejected", cohort), columns=["reason"]).column(0).to_pylist()
-        ):
-            counts[reason] = counts.get(reason, 0) + 1
+        table = pq.read_table(cohort_path(out, "rejected", cohort), columns=["example_id", "reason"])
+        for index, reason in zip(*(column.to_pylist() for column in table.columns), strict=True):
+            if index < below:
+                counts[reason] = counts.get(reason, 0) + 1
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
