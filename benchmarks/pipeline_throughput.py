@@ -17,8 +17,9 @@ from pathlib import Path
 import yaml
 
 from weightzoo.config import parse_config
+from weightzoo.files import write_json_atomic
 from weightzoo.pipeline import run_data_gen
-from weightzoo.probe_sets import make_signature_set, write_json_atomic
+from weightzoo.probe_sets import make_signature_set
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs/seed_example.yaml"
 

@@ -17,10 +17,11 @@ import yaml
 
 from weightzoo.config import parse_config
 from weightzoo.errors import UserError
+from weightzoo.files import write_json_atomic
 from weightzoo.formatting import parse_weights
 from weightzoo.model import ModelSpec, build_model
 from weightzoo.pipeline import cohort_path, run_data_gen
-from weightzoo.probe_sets import make_signature_set, write_json_atomic
+from weightzoo.probe_sets import make_signature_set
 from weightzoo.rows import SCHEMA
 
 SEED_CONFIG = Path(__file__).resolve().parents[1] / "configs/seed_example.yaml"

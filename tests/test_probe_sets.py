@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from weightzoo.errors import UserError
+from weightzoo.files import write_json_atomic
 from weightzoo.patterns import PATTERN_NAMES, PATTERNS, PATTERNS_VERSION, match_matrix
 from weightzoo.probe_sets import (
     NEGATIVE,
@@ -23,7 +24,6 @@ from weightzoo.probe_sets import (
     make_benchmark_set,
     make_signature_set,
     read_probe_file,
-    write_json_atomic,
 )
 from weightzoo.space import SequenceSpace
 

@@ -103,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def create_sig_dataset(args) -> int:
     from weightzoo.config import load_config
-    from weightzoo.probe_sets import make_signature_set, write_json_atomic
+    from weightzoo.files import write_json_atomic
+    from weightzoo.probe_sets import make_signature_set
 
     cfg = load_config(args.config_path)
     seed = cfg.pipeline.random_seed if args.seed is None else args.seed
@@ -127,8 +128,9 @@ def create_sig_dataset(args) -> int:
 
 def create_benchmark_dataset(args) -> int:
     from weightzoo.config import load_config
+    from weightzoo.files import write_json_atomic
     from weightzoo.patterns import PATTERN_NAMES, PATTERNS
-    from weightzoo.probe_sets import make_benchmark_set, read_probe_file, write_json_atomic
+    from weightzoo.probe_sets import make_benchmark_set, read_probe_file
 
     cfg = load_config(args.config_path)
     seed = cfg.pipeline.random_seed if args.seed is None else args.seed

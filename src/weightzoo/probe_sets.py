@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 
 from weightzoo.errors import UserError
-from weightzoo.files import write_json_atomic  # noqa: F401  (re-exported: callers write probe files)
 from weightzoo.patterns import PATTERNS, PATTERNS_VERSION, match_matrix
 from weightzoo.pools import sample_members, sample_negatives
 from weightzoo.seeding import Stream, rng_for
