@@ -83,7 +83,7 @@ def main() -> None:
 
     cfg = load_config(CONFIG)
     pools = build_pools(cfg.space, cfg.dataset.patterns.enabled_patterns, cfg.dataset.patterns.pool_size, 0)
-    jobs = [training_job(plan_example(cfg, pools, i)) for i in range(args.examples)]
+    jobs = [training_job(plan_example(cfg, pools, i), cfg.validation) for i in range(args.examples)]
     rules = stage_rules(cfg)
 
     stats = CohortStats()

@@ -228,24 +228,28 @@ def small_config(**changes):
     return parse_config(raw)
 
 
-def float64_job(plan) -> TrainingJob:
-    job = training_job(plan)
+def float64_job(plan, cfg) -> TrainingJob:
+    job = training_job(plan, cfg.validation)
     job.init_weights = {k: v.to(torch.float64) for k, v in job.init_weights.items()}
     return job
 
 
-def test_cohort_matches_the_reference_loop_with_the_target_watch():
-    cfg = small_config()
+@pytest.mark.parametrize("negatives_limit", [None, 0.02])
+def test_cohort_matches_the_reference_loop_with_the_target_watch(negatives_limit):
+    """Negatives unguarded (the default: never penalized) or held to a limit of their own."""
+    cfg = small_config(validation={"max_negative_degradation": negatives_limit})
     pools = build_pools(
         cfg.space,
         cfg.dataset.patterns.enabled_patterns,
         cfg.dataset.patterns.pool_size,
         cfg.pipeline.random_seed,
     )
-    jobs = [float64_job(plan_example(cfg, pools, i)) for i in range(16)]
+    jobs = [float64_job(plan_example(cfg, pools, i), cfg) for i in range(16)]
     rules = stage_rules(cfg)
     assert rules.stage2_max_other_drop is not None
     assert all(j.x_select is not None and len(j.x_select) for j in jobs)
+    negative_allowance = [j.select_allowed_drop[-1] for j in jobs]
+    assert negative_allowance == [math.inf if negatives_limit is None else negatives_limit] * len(jobs)
     results = train_cohort(jobs, rules, dtype=torch.float64)
     for i, (job, result) in enumerate(zip(jobs, results, strict=True)):
         assert_same_result(result, train_one(job, rules), TOL64, f"plan {i}")

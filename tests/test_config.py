@@ -119,6 +119,7 @@ def test_reference_config_loads_with_its_values(reference):
         0.02,
         100,
     )
+    assert v.max_negative_degradation is None
     p = cfg.pipeline
     assert p.output_dir == reference.parent / "datasets"
     assert (p.random_seed, p.device, p.checkpoint_interval) == (42, "auto", 1000)
@@ -336,6 +337,10 @@ BAD = [
     (
         {"validation": {"max_other_degradation": 1.5}},
         "validation.max_other_degradation: 1.5 is out of range (allowed 0..1)",
+    ),
+    (
+        {"validation": {"max_negative_degradation": -0.1}},
+        "validation.max_negative_degradation: -0.1 is out of range (allowed 0..1)",
     ),
     (
         {"metrics": {"tensorboard": {"port": 70000}}},

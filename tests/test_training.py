@@ -298,4 +298,4 @@ def test_the_loss_watch_draws_no_selection_set_and_trains_without_one():
     plan = plan_example(cfg, pools, 3)
     assert plan.selection is None and held_out_is_unseen(plan)
     assert stage_rules(cfg).stage2_max_other_drop is None
-    assert training_job(plan).x_select is None
+    assert training_job(plan, cfg.validation).x_select is None

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from weightzoo.validation import REASONS, Thresholds, judge
 
 T = Thresholds(
-    pattern_specific=True, min_pattern_improvement=0.05, max_other_degradation=0.02, min_overall_gain=0.05
+    pattern_specific=True,
+    min_pattern_improvement=0.05,
+    max_other_degradation=0.02,
+    min_overall_gain=0.05,
+    max_negative_degradation=0.02,
 )
+DEFAULT = dataclasses.replace(T, max_negative_degradation=None)  # negatives count only through overall
 TARGET = "palindrome"
 
 
@@ -101,12 +108,7 @@ def test_exactly_at_the_thresholds_is_accepted(before, after):
 
 
 def test_without_pattern_specific_only_the_overall_rules_apply():
-    loose = Thresholds(
-        pattern_specific=False,
-        min_pattern_improvement=0.05,
-        max_other_degradation=0.02,
-        min_overall_gain=0.05,
-    )
+    loose = dataclasses.replace(T, pattern_specific=False)
     degraded, improved = good_pair()
     improved.update(palindrome=0.40, sorted_ascending=0.10, negative=0.10)
     assert judge(TARGET, degraded, improved, T).failures == [
@@ -135,3 +137,22 @@ def test_a_single_pattern_without_negatives_is_judged_on_target_and_overall():
     assert judge(TARGET, degraded, improved, T).accepted
     improved = {"palindrome": 0.52, "overall": 0.9}
     assert judge(TARGET, degraded, improved, T).failures == ["target_not_improved"]
+
+
+def test_by_default_negatives_count_only_through_the_overall_gain():
+    """Undoing the corruption costs negatives: the degraded model said "no" too often."""
+    degraded, improved = good_pair()
+    improved["negative"] = 0.80  # a real loss of 0.15 on negatives
+    assert judge(TARGET, degraded, improved, T).failures == ["negatives_degraded"]
+    assert judge(TARGET, degraded, improved, DEFAULT).accepted
+    # Answering "yes" to everything repairs the target but not the whole: the overall rule rejects it.
+    improved.update(palindrome=1.0, negative=0.0, overall=0.72)
+    assert judge(TARGET, degraded, improved, DEFAULT).failures == ["overall_gain_too_small"]
+
+
+@pytest.mark.parametrize("limit, accepted", [(0.0, False), (0.1, True), (0.2, True), (0.09, False)])
+def test_a_limit_on_negatives_is_its_own_threshold(limit, accepted):
+    degraded, improved = good_pair()
+    improved["negative"] = 0.85  # lost 0.10: other patterns' limit (0.02) does not apply to negatives
+    thresholds = dataclasses.replace(T, max_negative_degradation=limit)
+    assert judge(TARGET, degraded, improved, thresholds).accepted is accepted

@@ -142,9 +142,14 @@ def _config_summary(info: dict) -> list[str]:
         f"| Min improvement threshold | {staged.get('min_improvement_threshold')} |",
         f"| Min pattern improvement | {validation.get('min_pattern_improvement')} |",
         f"| Max other degradation | {validation.get('max_other_degradation')} |",
+        f"| Max negative degradation | {_or_overall_only(validation.get('max_negative_degradation'))} |",
         f"| Random seed | {(config.get('pipeline') or {}).get('random_seed')} |",
         "",
     ]
+
+
+def _or_overall_only(limit) -> str:
+    return "only through the overall gain" if limit is None else str(limit)
 
 
 def dataset_card(out: Path, license: str = "other") -> str:

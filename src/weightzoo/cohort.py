@@ -31,7 +31,8 @@ checkpoints a new best score; the degraded model itself is the first candidate (
 model is never worse by that score. With a target watch (`stage2_max_other_drop` set) the score is
 measured on a held-out selection set (never trained on): the gain in accuracy on the target pattern's
 rows over the degraded model, minus `stage2_penalty` times the accuracy each other group (each other
-selected pattern, the negatives) lost beyond `stage2_max_other_drop`. Equal scores are broken by the
+selected pattern, the negatives) lost beyond its allowance (the job's `select_allowed_drop`, else
+`stage2_max_other_drop`). Equal scores are broken by the
 lower clean validation loss. Without a watch the score is the clean validation loss alone. (A hard
 rule, "no other group may lose more", found an admissible epoch for almost no model; penalties of 0.3,
 1 and 3 accepted 8, 11 and 14 of 128 examples of the seed's config, the clean loss alone 12.)
@@ -99,6 +100,9 @@ class TrainingJob:
     y_select: np.ndarray | None = None
     select_groups: np.ndarray | None = None
     target_group: int = 0
+    # The most each selection group may lose before it is penalized (inf: never); None: every group
+    # gets `StageRules.stage2_max_other_drop`.
+    select_allowed_drop: np.ndarray | None = None
 
 
 @dataclass
@@ -289,8 +293,12 @@ class _Stack:
             one_hot = np.eye(n_groups)[groups] * present[:, :, None]  # padded rows belong to no group
             self.select_groups = torch.as_tensor(one_hot, dtype=dtype, device=device)  # [K, rows, groups]
             self.target_one_hot = np.eye(n_groups, dtype=bool)[[j.target_group for j in jobs]]
+            self.allowed_drop = np.full(self.target_one_hot.shape, rules.stage2_max_other_drop, dtype=float)
+            for k, job in enumerate(jobs):
+                if job.select_allowed_drop is not None:
+                    self.allowed_drop[k, : len(job.select_allowed_drop)] = job.select_allowed_drop
         else:
-            self.x_se = self.y_se = self.select_groups = self.target_one_hot = None
+            self.x_se = self.y_se = self.select_groups = self.target_one_hot = self.allowed_drop = None
         self.lr = torch.tensor([j.spec.learning_rate for j in jobs], dtype=dtype, device=device)
         self.flops = 0.0
         self._flops_per_row = 2 * sum(a * b for a, b in zip(dims[:-1], dims[1:], strict=True))
@@ -396,8 +404,7 @@ class _Stack:
         """Target accuracy gain over the degraded model, less the penalty for other groups' excess loss."""
         target, empty = self.target_one_hot, np.isnan(baseline)
         gain = np.where(target & ~empty, accuracy - baseline, 0).sum(1)  # no target rows: 0
-        allowed = self.rules.stage2_max_other_drop
-        excess = np.where(target | empty, 0, np.maximum(0, baseline - accuracy - allowed)).sum(1)
+        excess = np.where(target | empty, 0, np.maximum(0, baseline - accuracy - self.allowed_drop)).sum(1)
         return gain - self.rules.stage2_penalty * excess
 
     # --- one optimisation step: per-model masked mean BCE, then Adam gated per model ---------------
@@ -589,7 +596,7 @@ class _Stack:
         "y_se",
         "select_groups",
     )
-    _PER_MODEL_ARRAYS = ("n_tr", "n_va", "widths", "target_one_hot")
+    _PER_MODEL_ARRAYS = ("n_tr", "n_va", "widths", "target_one_hot", "allowed_drop")
 
     def _compact(self, keep: np.ndarray) -> None:
         """Record finished models' results, then drop them from every per-model tensor: they no longer

@@ -382,6 +382,9 @@ class ValidationSection(Section):
     pattern_specific: Bool = True
     min_pattern_improvement: Annotated[Float, between(0, 1)] = 0.05
     max_other_degradation: Annotated[Float, between(0, 1)] = 0.02
+    # Negatives are not a pattern: by default they are guarded only through the overall gain (see
+    # validation.py for why); a number gives them a limit of their own.
+    max_negative_degradation: Annotated[Float, between(0, 1)] | None = None
     test_set_size: Annotated[Int, at_least(1)] = 100
 
 

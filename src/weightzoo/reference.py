@@ -43,13 +43,16 @@ def train_one(job: TrainingJob, rules: StageRules, dtype: torch.dtype = torch.fl
             correct = ((model(x_se) > 0) == (y_se > 0.5)).numpy()
         return {int(g): float(correct[groups == g].mean()) for g in np.unique(groups)}
 
+    def allowed_drop(group: int) -> float:
+        if job.select_allowed_drop is None:
+            return rules.stage2_max_other_drop
+        return float(job.select_allowed_drop[group])
+
     def stage2_score(baseline: dict[int, float]) -> float:
         accuracy = group_accuracy()
         gain = accuracy.get(job.target_group, 0.0) - baseline.get(job.target_group, 0.0)
         excess = sum(
-            max(0.0, baseline[g] - accuracy[g] - rules.stage2_max_other_drop)
-            for g in baseline
-            if g != job.target_group
+            max(0.0, baseline[g] - accuracy[g] - allowed_drop(g)) for g in baseline if g != job.target_group
         )
         return gain - rules.stage2_penalty * excess
 

@@ -7,13 +7,14 @@ the held-out test set with the stored weights, and judges each pair (see `valida
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from weightzoo.cohort import CohortStats, StageRules, TrainingJob, TrainingResult, train_cohort
-from weightzoo.config import Config
+from weightzoo.config import Config, ValidationSection
 from weightzoo.examples import NEGATIVE, ExamplePlan, plan_example
 from weightzoo.model import build_model, encode_inputs
 from weightzoo.quantize import apply_precision_and_quantization
@@ -56,10 +57,11 @@ def thresholds(cfg: Config) -> Thresholds:
         min_pattern_improvement=v.min_pattern_improvement,
         max_other_degradation=v.max_other_degradation,
         min_overall_gain=cfg.training.min_degradation_threshold,
+        max_negative_degradation=v.max_negative_degradation,
     )
 
 
-def training_job(plan: ExamplePlan) -> TrainingJob:
+def training_job(plan: ExamplePlan, validation: ValidationSection) -> TrainingJob:
     train, val = ~plan.is_val, plan.is_val
     x, clean, corrupted = plan.data.sequences, plan.data.labels, plan.stage1_labels
     return TrainingJob(
@@ -72,16 +74,21 @@ def training_job(plan: ExamplePlan) -> TrainingJob:
         y_val_stage2=clean[val],
         init_weights=plan.init_weights,
         order_seed=plan.order_seed,
-        **_selection(plan),
+        **_selection(plan, validation),
     )
 
 
-def _selection(plan: ExamplePlan) -> dict:
-    """The selection set for stage 2's target watch, when the plan has one."""
+def _selection(plan: ExamplePlan, validation: ValidationSection) -> dict:
+    """The selection set for stage 2's target watch, when the plan has one, and how much each group
+    may lose before the watch penalizes it: the validator's limits."""
     if plan.selection is None:
         return {}
     groups = (*plan.selected, NEGATIVE)
+    negatives = validation.max_negative_degradation
+    allowed = [validation.max_other_degradation] * len(plan.selected)
+    allowed.append(math.inf if negatives is None else negatives)
     return {
+        "select_allowed_drop": np.array(allowed),
         "x_select": plan.selection.sequences,
         "y_select": plan.selection.labels,
         "select_groups": np.array([groups.index(g) for g in plan.selection.groups]),
@@ -111,7 +118,9 @@ def train_examples(
     stats: CohortStats | None = None,
 ) -> list[TrainedExample]:
     plans = [plan_example(cfg, pools, i) for i in indices]
-    results = train_cohort([training_job(p) for p in plans], stage_rules(cfg), device=device, stats=stats)
+    results = train_cohort(
+        [training_job(p, cfg.validation) for p in plans], stage_rules(cfg), device=device, stats=stats
+    )
     rules = thresholds(cfg)
     out = []
     for plan, result in zip(plans, results, strict=True):

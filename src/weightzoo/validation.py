@@ -10,10 +10,20 @@ is the recorded reason; all failures are kept in `failures`):
    untrained model's: the degraded model would be merely untrained.
 3. `target_not_improved`: improved − degraded accuracy on the target pattern < `min_pattern_improvement`.
 4. `other_pattern_degraded`: some other selected pattern lost more than `max_other_degradation`.
-5. `negatives_degraded`: accuracy on negatives fell more than `max_other_degradation`.
+5. `negatives_degraded`: accuracy on negatives fell more than `max_negative_degradation`; checked
+   only when that is set (it is not by default).
 6. `overall_gain_too_small`: overall accuracy gained less than `min_degradation_threshold`.
 
 With `validation.pattern_specific: false`, rules 3-5 are skipped.
+
+Why negatives are not an "other pattern" by default: the seed's rule protects the other *patterns*,
+and negatives match none. Stage 1's corruption relabels target members as negative, so the degraded
+model learns to answer "no" more often, and its accuracy on negatives is inflated by exactly the
+damage stage 2 is meant to repair; undoing it costs some negatives every time. Holding negatives to
+`max_other_degradation` (0.02: two of 100 held-out sequences) rejected 31% of the seed config's
+examples, most of them real repairs, and cut acceptance from 32% to 9%. A repair that buys the
+target by answering "yes" to everything still fails rule 6: the overall accuracy, negatives
+included, must rise by `min_degradation_threshold`.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ class Thresholds:
     min_pattern_improvement: float
     max_other_degradation: float
     min_overall_gain: float
+    max_negative_degradation: float | None = None  # None: negatives count only through the overall gain
 
 
 @dataclass
@@ -72,7 +83,8 @@ def judge(
         if any(not degraded[g] - improved[g] <= thresholds.max_other_degradation + _TOL for g in others):
             failures.append("other_pattern_degraded")
         lost_on_negatives = degraded.get(NEGATIVE, 0.0) - improved.get(NEGATIVE, 0.0)
-        if not lost_on_negatives <= thresholds.max_other_degradation + _TOL:
+        limit = thresholds.max_negative_degradation
+        if limit is not None and not lost_on_negatives <= limit + _TOL:
             failures.append("negatives_degraded")
     if not overall_gain >= thresholds.min_overall_gain - _TOL:
         failures.append("overall_gain_too_small")
