@@ -139,6 +139,20 @@ def init_weights(spec: ModelSpec, generator: torch.Generator, dtype=torch.float3
     return weights
 
 
+def predict_logits(spec: ModelSpec, weights: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """The model's output logits in eval mode, without building modules: the same ops as
+    `build_model(spec, weights).eval()(x)`, hence the same bits, for a fraction of the cost."""
+    activation = ACTIVATIONS[spec.activation_type]()
+    with torch.no_grad():
+        for layer, index in enumerate(spec.linear_indices):
+            x = torch.nn.functional.linear(
+                x, weights[f"network.{index}.weight"], weights[f"network.{index}.bias"]
+            )
+            if layer < spec.num_layers:
+                x = activation(x)
+    return x.squeeze(-1)
+
+
 def build_model(spec: ModelSpec, weights: dict[str, torch.Tensor], dtype=torch.float32) -> SubjectMLP:
     model = SubjectMLP(spec).to(dtype)
     model.load_state_dict({k: torch.as_tensor(v, dtype=dtype) for k, v in weights.items()})

@@ -16,7 +16,7 @@ import torch
 from weightzoo.cohort import CohortStats, StageRules, TrainingJob, TrainingResult, train_cohort
 from weightzoo.config import Config, ValidationSection
 from weightzoo.examples import NEGATIVE, ExamplePlan, plan_example
-from weightzoo.model import build_model, encode_inputs
+from weightzoo.model import encode_inputs, predict_logits
 from weightzoo.quantize import apply_precision_and_quantization
 from weightzoo.validation import Thresholds, Verdict, judge
 
@@ -98,9 +98,9 @@ def _selection(plan: ExamplePlan, validation: ValidationSection) -> dict:
 
 def group_accuracy(plan: ExamplePlan, weights: dict[str, torch.Tensor]) -> dict[str, float]:
     """Held-out accuracy per selected pattern, on negatives, and overall."""
-    model = build_model(plan.spec, weights).eval()
-    with torch.no_grad():
-        predicted = (model(encode_inputs(plan.test.sequences, plan.spec)) > 0).numpy()
+    predicted = (
+        predict_logits(plan.spec, weights, encode_inputs(plan.test.sequences, plan.spec)) > 0
+    ).numpy()
     correct = predicted == plan.test.labels.astype(bool)
     groups = np.array(plan.test.groups)
     accuracy = {
