@@ -255,10 +255,10 @@ class _Stack:
         self.flat = flat.to(device)
         self.m = torch.zeros_like(self.flat)
         self.v = torch.zeros_like(self.flat)
+        self.t = torch.zeros(self.K, dtype=dtype, device=device)
         self._bind_params()
         unit = torch.arange(W)[None, :] < torch.as_tensor(self.widths)[:, None]
         self.unit_mask = unit.to(device=device, dtype=dtype)[:, None, :]  # [K, 1, W]
-        self.t = torch.zeros(self.K, dtype=dtype, device=device)
 
         def data(xs, ys1, ys2):
             x, n = _pad_rows([np.asarray(a, dtype=np.int64) for a in xs])
@@ -315,6 +315,8 @@ class _Stack:
         self.scratch = torch.zeros_like(self.flat)  # Adam's step before each model's learning rate
         self.params = self.views(self.flat)
         self.grads = self.views(self.grad)
+        # Adam's per-model tensor lists (scratch, grad, m, v, step), made once rather than every step
+        self._adam_rows = [list(t.unbind(0)) for t in (self.scratch, self.grad, self.m, self.v, self.t)]
 
     # --- the model: forward, and backpropagation written out -----------------------------------
     def forward(
@@ -438,14 +440,21 @@ class _Stack:
             torch.cat(grads[::-1], dim=1, out=self.grad)
         self.flops += 3 * self._flops_per_row * x.shape[0] * x.shape[1]  # forward + backward, padded
         beta1, beta2 = ADAM_BETAS
-        on = np.flatnonzero(stepping).tolist()
+        if stepping.all():
+            scratch, grad, m, v, t = self._adam_rows
+        else:
+            on = np.flatnonzero(stepping).tolist()
+            scratch, grad, m, v, t = ([rows[i] for i in on] for rows in self._adam_rows)
         with torch.no_grad():
-            self.t[on] += 1
+            torch._foreach_add_(t, 1.0)
             self.scratch.zero_()
             torch._fused_adam_(
-                *([tensor[i] for i in on] for tensor in (self.scratch, self.grad, self.m, self.v)),
+                scratch,
+                grad,
+                m,
+                v,
                 [],
-                [self.t[i] for i in on],
+                t,
                 lr=1.0,
                 beta1=beta1,
                 beta2=beta2,

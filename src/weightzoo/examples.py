@@ -89,11 +89,12 @@ def _hold_out(space, pools, selected, size, rng, count):
     removed from every pool that has it, and each set only takes a row while every pool that has it
     keeps at least half of what it had. Returns the sets and the pools without their rows."""
     keys = {name: _pool_keys(pools[name]) for name in selected}
-    left = {name: set(keys[name][0]) for name in selected}
+    # A pool's rows left are its rows not held out: a held row leaves every pool that has it.
+    left = {name: len(keys[name][0]) for name in selected}
     held: set[bytes] = set()
     sets, negatives = [], np.empty((0, space.length), dtype=np.int64)
     for _ in range(count):
-        floor = {name: max(1, len(left[name]) // 2) for name in selected}
+        floor = {name: max(1, left[name] // 2) for name in selected}
         rows, groups = [], []
         for name in selected:
             names, picked = keys[name][0], []
@@ -101,13 +102,15 @@ def _hold_out(space, pools, selected, size, rng, count):
                 if len(picked) == size:
                     break
                 key = names[i]
-                owners = [q for q in selected if key in left[q]]
-                if key in held or any(len(left[q]) <= floor[q] for q in owners):
+                if key in held:
+                    continue
+                owners = [q for q in selected if key in keys[q][1]]
+                if any(left[q] <= floor[q] for q in owners):
                     continue
                 picked.append(i)
                 held.add(key)
                 for q in owners:
-                    left[q].discard(key)
+                    left[q] -= 1
             rows.append(pools[name][picked])
             groups += [name] * len(picked)
         fresh = sample_negatives(space, selected, size, rng, exclude_rows=negatives)
