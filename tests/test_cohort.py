@@ -475,3 +475,52 @@ def test_dropout_masks_are_each_models_own():
     first_epoch = alone.history["train_loss"][0], no_dropout[0].history["train_loss"][0]
     assert abs(first_epoch[0] - first_epoch[1]) > 1e-6  # the masks did something
     assert set(alone.degraded) == {f"network.{i}.{p}" for i in (0, 3, 6) for p in ("weight", "bias")}
+
+
+def test_epoch_snapshots_hold_the_checkpoints_and_adam_state_of_the_watched_models():
+    rules = dataclasses.replace(RULES, record_batch_loss=True)
+    jobs = [synthetic_job(i, depth=2, activation="tanh") for i in range(4)]
+    jobs[1] = dataclasses.replace(jobs[1], snapshot_epochs=True, snapshot_optimizer=True)
+    jobs[2] = dataclasses.replace(jobs[2], snapshot_epochs=True)
+    results = train_cohort(jobs, rules, dtype=torch.float64)
+    assert results[0].snapshots == [] and results[3].snapshots == []
+    for k in (1, 2):
+        r, snaps = results[k], results[k].snapshots
+        stages = [(s["stage"], s["epoch"]) for s in snaps]
+        assert stages == [(1, e) for e in range(1, r.stage1_epochs + 1)] + [
+            (2, e) for e in range(1, r.stage2_epochs + 1)
+        ]
+        assert r.stage1_best_epoch >= 1
+        degraded = snaps[r.stage1_best_epoch - 1]["weights"]
+        assert all(torch.equal(degraded[name], r.degraded[name]) for name in r.degraded)
+        if r.stage2_best_epoch:
+            improved = snaps[r.stage1_epochs + r.stage2_best_epoch - 1]["weights"]
+            assert all(torch.equal(improved[name], r.improved[name]) for name in r.improved)
+        assert ("adam" in snaps[0]) is (k == 1)
+    adam = results[1].snapshots
+    per_epoch = math.ceil(len(jobs[1].x_train) / rules.batch_size)  # Adam steps in one epoch
+    # Adam's step count grows by an epoch's steps, and restarts with stage 2's fresh state.
+    assert [s["adam"]["step"] for s in adam] == [s["epoch"] * per_epoch for s in adam]
+    # Adam's second moment is a running mean of squared gradients: never negative, not all zero
+    second = adam[-1]["adam"]["exp_avg_sq"]
+    assert all((t >= 0).all() for t in second.values()) and any((t > 0).any() for t in second.values())
+    # Recording changes nothing about training.
+    plain = train_cohort(
+        [dataclasses.replace(j, snapshot_epochs=False) for j in jobs], RULES, dtype=torch.float64
+    )
+    for got, want in zip(results, plain, strict=True):
+        assert all(torch.equal(got.improved[n], want.improved[n]) for n in want.improved)
+
+
+def test_batch_losses_average_to_each_epochs_training_loss():
+    rules = dataclasses.replace(RULES, record_batch_loss=True)
+    jobs = [synthetic_job(i) for i in range(5)]
+    for job, result in zip(jobs, train_cohort(jobs, rules, dtype=torch.float64), strict=True):
+        history = result.history
+        n, B = len(job.x_train), rules.batch_size
+        sizes = [min(B, n - s) for s in range(0, n, B)]
+        assert len(history["batch_loss"]) == len(sizes) * len(history["train_loss"])
+        for epoch, train_loss in enumerate(history["train_loss"]):
+            batch = history["batch_loss"][epoch * len(sizes) : (epoch + 1) * len(sizes)]
+            assert np.dot(batch, sizes) / n == pytest.approx(train_loss, rel=1e-12)
+    assert "batch_loss" not in train_cohort(jobs[:1], RULES, dtype=torch.float64)[0].history

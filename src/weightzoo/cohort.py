@@ -80,6 +80,7 @@ class StageRules:
     # validation group may lose (see the module docstring).
     stage2_max_other_drop: float | None = None
     stage2_penalty: float = 3.0  # weight of other groups' excess loss against the target's gain
+    record_batch_loss: bool = False  # also keep each step's mean training loss (history["batch_loss"])
 
 
 @dataclass
@@ -103,6 +104,9 @@ class TrainingJob:
     # The most each selection group may lose before it is penalized (inf: never); None: every group
     # gets `StageRules.stage2_max_other_drop`.
     select_allowed_drop: np.ndarray | None = None
+    # Keep the weights after every epoch (TrainingResult.snapshots), with Adam's state if asked.
+    snapshot_epochs: bool = False
+    snapshot_optimizer: bool = False
 
 
 @dataclass
@@ -116,6 +120,9 @@ class TrainingResult:
     stage1_learned: bool
     finite: bool
     history: dict[str, list[float]] = field(default_factory=dict)
+    # With `TrainingJob.snapshot_epochs`: after each epoch, {"stage", "epoch", "weights"} and with
+    # `snapshot_optimizer` {"adam": {"exp_avg": weights-like, "exp_avg_sq": weights-like, "step"}}.
+    snapshots: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -489,6 +496,10 @@ class _Stack:
         self.history = [
             {"stage1_val_loss": [float(v)], "stage2_val_loss": [], "train_loss": []} for v in st["initial"]
         ]
+        if self.rules.record_batch_loss:
+            for history in self.history:
+                history["batch_loss"] = []
+        self.snapshots: list[list[dict]] = [[] for _ in range(K)]
         self.ckpt1 = self.flat.detach().clone()  # stage 1's best (the degraded model), flat
         self.ckpt2 = self.flat.detach().clone()  # stage 2's best (the improved model), flat
         self.results: list[TrainingResult | None] = [None] * K
@@ -519,11 +530,21 @@ class _Stack:
         y_epoch = torch.gather(y_all, 1, order_t)
         row_mask_epoch = valid.to(self.dtype)
         loss_sum = torch.zeros(K, dtype=self.dtype, device=self.device)
+        batch_losses = []
         for s in range(0, int(lengths.max()), B):
             row_mask = row_mask_epoch[:, s : s + B]
-            loss_sum += self.step(x_epoch[:, s : s + B], y_epoch[:, s : s + B], row_mask, lengths > s, lr)
+            step_loss = self.step(x_epoch[:, s : s + B], y_epoch[:, s : s + B], row_mask, lengths > s, lr)
+            loss_sum += step_loss
+            if rules.record_batch_loss:
+                batch_losses.append((step_loss / row_mask.sum(1).clamp(min=1)).cpu().numpy())
         epoch_loss = (loss_sum / row_mask_epoch.sum(1).clamp(min=1)).cpu().numpy()  # mean during the epoch
         epoch_in_stage[training] += 1
+        for i, batch_loss in enumerate(batch_losses):
+            for k in np.flatnonzero(training & (lengths > i * B)):
+                self.history[self.origin[k]]["batch_loss"].append(float(batch_loss[k]))
+        for k in np.flatnonzero(training):
+            if self.jobs[self.origin[k]].snapshot_epochs:
+                self._snapshot(k, int(stage[k]), int(epoch_in_stage[k]))
 
         loss = self.val_loss(torch.where(stage1, self.y1_va, self.y2_va))
         score = np.zeros(K)
@@ -639,6 +660,18 @@ class _Stack:
             for tensor in (self.flat, self.m, self.v):
                 tensor[sel] = 0
 
+    def _snapshot(self, k: int, stage: int, epoch: int) -> None:
+        """Keep model k's weights as they are after this epoch (and Adam's state, when asked)."""
+        job = self.jobs[self.origin[k]]
+        snapshot = {"stage": stage, "epoch": epoch, "weights": self._unpad(k, job.spec, self.flat)}
+        if job.snapshot_optimizer:
+            snapshot["adam"] = {
+                "exp_avg": self._unpad(k, job.spec, self.m),
+                "exp_avg_sq": self._unpad(k, job.spec, self.v),
+                "step": int(self.t[k]),
+            }
+        self.snapshots[self.origin[k]].append(snapshot)
+
     def _result(self, k: int) -> TrainingResult:
         st, job = self.state, self.jobs[self.origin[k]]
         history = self.history[self.origin[k]]
@@ -653,6 +686,7 @@ class _Stack:
             stage1_learned=bool(st["stage1_learned"][k]),
             finite=bool(st["finite"][k]),
             history=history,
+            snapshots=self.snapshots[self.origin[k]],
         )
 
     def _unpad(self, k: int, spec: ModelSpec, flat: torch.Tensor) -> dict[str, torch.Tensor]:
