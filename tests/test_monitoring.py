@@ -140,6 +140,18 @@ def test_monitor_writes_scalars_histograms_and_curves(tmp_path):
     assert len(values("curves/example_513/train_loss")) == 5
     assert len(values("curves/example_769/stage2_val_loss")) == 2
     assert "curves/example_514/train_loss" not in tags["scalars"]  # only the first two per cohort
+    assert "curves/example_512/batch_loss" not in tags["scalars"]  # not recorded: not logged
+
+
+def test_monitor_logs_batch_losses_per_step_when_recorded(tmp_path):
+    pytest.importorskip("tensorboard")
+    cohort = _cohort()
+    cohort[0].result.history["batch_loss"] = [0.7, 0.6, 0.65, 0.5, 0.45, 0.4, 0.41]
+    with Monitor(tmp_path / "runs", enabled=True) as monitor:
+        monitor.cohort(0, cohort_summary(cohort, 1.0))
+    acc = _read(tmp_path / "runs")
+    steps = [(e.step, e.value) for e in acc.Scalars("curves/example_512/batch_loss")]
+    assert steps == [(i + 1, pytest.approx(v)) for i, v in enumerate([0.7, 0.6, 0.65, 0.5, 0.45, 0.4, 0.41])]
 
 
 def test_a_disabled_monitor_writes_nothing(tmp_path):

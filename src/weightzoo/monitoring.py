@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from weightzoo.training import TrainedExample
 
 CURVE_SAMPLE = 2  # models per cohort whose training curves are logged: the first ones, in index order
-CURVES = ("stage1_val_loss", "stage2_val_loss", "train_loss")
+# Per epoch, and with `metrics.tensorboard.update_freq: batch` the training loss of every step as well.
+CURVES = ("stage1_val_loss", "stage2_val_loss", "train_loss", "batch_loss")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -120,7 +121,7 @@ def cohort_summary(examples: Sequence[TrainedExample], seconds: float) -> dict:
     `target_gains` / `overall_gains` (finite gains of every judged example, accepted or not),
     `accepted_target_gains` / `accepted_overall_gains` (the accepted ones only), `rejected`
     ({reason: count} over every known reason, zeros included) and `curves` (the first `CURVE_SAMPLE`
-    examples: {"index", "target", "accepted", "stage1_val_loss", "stage2_val_loss", "train_loss"}).
+    examples: {"index", "target", "accepted", and each of `CURVES`, empty when not recorded}).
     """
 
     def finite(values) -> list[float]:
@@ -164,7 +165,8 @@ class Monitor:
     `cohort/attempted`, `cohort/accepted_per_s`, `cohort/trained_per_s`, `rejected/<reason>`;
     histograms `gains/target`, `gains/overall` (all judged examples) and `gains/accepted_target`,
     `gains/accepted_overall`; curves `curves/example_<index>/<stage1_val_loss|stage2_val_loss|train_loss>`
-    with step = epoch (1-based). `totals(step, accepted, attempted, seconds)` adds the run so far:
+    with step = epoch (1-based), and `curves/example_<index>/batch_loss` with step = optimizer step
+    (1-based, both stages) when recorded. `totals(step, accepted, attempted, seconds)` adds the run so far:
     `run/accepted`, `run/attempted`, `run/acceptance_rate`, `run/accepted_per_s`.
     """
 

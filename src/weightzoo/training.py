@@ -17,6 +17,7 @@ from weightzoo.cohort import CohortStats, StageRules, TrainingJob, TrainingResul
 from weightzoo.config import Config, ValidationSection
 from weightzoo.examples import NEGATIVE, ExamplePlan, plan_example
 from weightzoo.model import encode_inputs, predict_logits
+from weightzoo.monitoring import CURVE_SAMPLE
 from weightzoo.quantize import apply_precision_and_quantization
 from weightzoo.validation import Thresholds, Verdict, judge
 
@@ -42,6 +43,7 @@ def stage_rules(cfg: Config) -> StageRules:
         patience=cfg.training.early_stopping.patience,
         min_stage1_improvement=st.min_improvement_threshold,
         stage2_lr_factor=st.improvement_lr_factor,
+        record_batch_loss=cfg.metrics.tensorboard.update_freq == "batch",
         stage2_max_other_drop=(
             cfg.validation.max_other_degradation
             if cfg.staged_training.stage2_watch == "target" and cfg.validation.pattern_specific
@@ -118,9 +120,12 @@ def train_examples(
     stats: CohortStats | None = None,
 ) -> list[TrainedExample]:
     plans = [plan_example(cfg, pools, i) for i in indices]
-    results = train_cohort(
-        [training_job(p, cfg.validation) for p in plans], stage_rules(cfg), device=device, stats=stats
-    )
+    jobs = [training_job(p, cfg.validation) for p in plans]
+    checkpoint = cfg.metrics.checkpoint
+    if checkpoint.save_every_epoch:  # the watched models: those whose curves go to TensorBoard
+        for job in jobs[:CURVE_SAMPLE]:
+            job.snapshot_epochs, job.snapshot_optimizer = True, checkpoint.save_optimizer_state
+    results = train_cohort(jobs, stage_rules(cfg), device=device, stats=stats)
     rules = thresholds(cfg)
     out = []
     for plan, result in zip(plans, results, strict=True):
