@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +17,7 @@ import pytest
 import torch
 import yaml
 
+from weightzoo.cli import main
 from weightzoo.config import parse_config
 from weightzoo.errors import UserError
 from weightzoo.files import write_json_atomic
@@ -63,6 +66,7 @@ def tiny_config(folder: Path, **changes):
     raw = tiny_raw(folder)
     for section, values in changes.items():
         raw[section].update(values)
+    (folder / "config.yaml").write_text(yaml.safe_dump(raw))  # the file says what the returned config says
     cfg = parse_config(raw, source=str(folder / "config.yaml"), base_dir=folder)
     enabled = tuple(cfg.dataset.patterns.enabled_patterns)
     write_json_atomic(cfg.signature.dataset_path, make_signature_set(cfg.space, enabled, 30, 1))
@@ -240,3 +244,180 @@ def test_a_failing_cohort_is_a_clear_error_and_the_run_resumes(one_worker, tmp_p
     monkeypatch.setattr(pipeline, "run_cohort", real)
     run_data_gen(twin, workers=1, log=lambda _: None, cohort_size=COHORT)
     assert shard_bytes(twin.pipeline.output_dir) == shard_bytes(cfg.pipeline.output_dir)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The command, interrupted for real: a worker process killed, and Ctrl-C
+# ---------------------------------------------------------------------------------------------------------
+
+# About 37 cohorts of 2: once the first shard is on disk, the run has many cohorts to go.
+MANY_COHORTS = {
+    "dataset": {"output_dataset_length": 40},
+    "pipeline": {"checkpoint_interval": 2, "max_threads": 2},
+}
+RESUME_HINT = "interrupted: finished shards are kept; run the same command again to resume"
+
+
+@pytest.fixture(scope="module")
+def many_cohorts(tmp_path_factory) -> dict[str, bytes]:
+    """The shards of an uninterrupted run of the MANY_COHORTS config."""
+    cfg = tiny_config(tmp_path_factory.mktemp("many"), **MANY_COHORTS)
+    run_data_gen(cfg, workers=1, log=lambda _: None)
+    return shard_bytes(cfg.pipeline.output_dir)
+
+
+@contextlib.contextmanager
+def data_gen_command(folder: Path):
+    """`weightzoo run-data-gen` on folder/config.yaml in a process group of its own (as a shell's job)."""
+    env = {**os.environ, "PYTHONPATH": SRC}
+    argv = [sys.executable, "-m", "weightzoo.cli", "run-data-gen", "--config-path", folder / "config.yaml"]
+    with open(folder / "stdout", "w") as stdout, open(folder / "stderr", "w") as stderr:
+        child = subprocess.Popen(argv, env=env, stdout=stdout, stderr=stderr, start_new_session=True)
+    try:
+        yield child
+    finally:
+        if child.poll() is None:  # a failed assertion: leave nothing running
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+
+
+def wait_for_a_shard(child: subprocess.Popen, out: Path) -> None:
+    first = cohort_path(out, "data", 0)
+    deadline = time.monotonic() + 120
+    while not first.exists():
+        assert child.poll() is None, "the run ended before writing a shard"
+        assert time.monotonic() < deadline, "no shard written in 120 s"
+        time.sleep(0.02)
+
+
+def process_identity(pid: int) -> tuple[str, str] | None:
+    """(state, start time) of a process from /proc, or None once it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    return fields[0], fields[19]
+
+
+def descendants(pid: int) -> dict[int, tuple[str, str]]:
+    """The processes under `pid` (its pool workers and their resource tracker): pid → (cmdline, start)."""
+    found: dict[int, tuple[str, str]] = {}
+    todo = [pid]
+    while todo:
+        for task in Path(f"/proc/{todo.pop()}/task").glob("*"):
+            try:
+                children = [int(c) for c in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            for child in children:
+                identity = process_identity(child)
+                try:
+                    cmdline = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+                except OSError:
+                    continue
+                if identity is not None:
+                    found[child] = (cmdline, identity[1])
+                    todo.append(child)
+    return found
+
+
+def assert_all_gone(processes: dict[int, tuple[str, str]]) -> None:
+    """Every one of `processes` has exited (a zombie counts as gone; a reused pid is another process)."""
+    deadline = time.monotonic() + 30
+    while True:
+        running = {
+            pid: cmdline
+            for pid, (cmdline, start) in processes.items()
+            if (now := process_identity(pid)) is not None and now[1] == start and now[0] not in "ZX"
+        }
+        if not running:
+            return
+        assert time.monotonic() < deadline, f"still running after the run ended: {running}"
+        time.sleep(0.05)
+
+
+def assert_interrupted_cleanly(out: Path, complete: dict[str, bytes]) -> None:
+    """What an interrupted run leaves: some shards, each whole and as an uninterrupted run writes it,
+    each data shard with its rejected shard, and nothing else visible (temporary files are dot-files)."""
+    shards = shard_bytes(out)
+    assert shards and len(shards) < len(complete), sorted(shards)
+    for name, data in shards.items():
+        pq.read_table(out / name)  # a whole Parquet file
+        assert data == complete[name], name
+    for name in shards:
+        assert name.replace("data/", "rejected/") in shards
+    for path in [*out.glob("data/*"), *out.glob("rejected/*")]:
+        assert path.name in {Path(n).name for n in shards} or (
+            path.name.startswith(".") and path.name.endswith(".tmp")
+        ), path
+    assert not json.loads((out / "dataset_info.json").read_text())["complete"]
+
+
+def assert_reruns_to(folder: Path, complete: dict[str, bytes], capsys) -> None:
+    """The same command, run again, finishes the dataset: the bytes of an uninterrupted run."""
+    capsys.readouterr()
+    assert main(["run-data-gen", "--config-path", str(folder / "config.yaml")]) == 0
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+    out = folder / "out"
+    assert shard_bytes(out) == complete
+    assert not list(out.glob("*/.*.tmp"))
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="a run starts one worker per core: needs two")
+def test_a_killed_worker_process_is_one_clear_error_and_the_run_resumes(many_cohorts, tmp_path, capsys):
+    cfg = tiny_config(tmp_path, **MANY_COHORTS)
+    out = cfg.pipeline.output_dir
+    with data_gen_command(tmp_path) as child:
+        wait_for_a_shard(child, out)
+        os.kill(child.pid, signal.SIGSTOP)  # held still: it can neither finish nor notice anything meanwhile
+        processes = descendants(child.pid)
+        workers = sorted(pid for pid, (cmdline, _) in processes.items() if "spawn_main" in cmdline)
+        assert len(workers) == 2, processes
+        os.kill(workers[0], signal.SIGKILL)
+        os.kill(child.pid, signal.SIGCONT)
+        assert child.wait(timeout=120) == 2
+    stderr = (tmp_path / "stderr").read_text()
+    assert "Traceback" not in stderr + (tmp_path / "stdout").read_text()
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert errors == stderr.splitlines()[-1:], stderr  # one error line, the last thing said
+    failed = re.fullmatch(
+        r"error: cohort (\d+) failed \(BrokenProcessPool: .+\); run again to resume", errors[0]
+    )
+    assert failed, errors[0]
+    for cohort in range(int(failed.group(1))):  # cohorts before the failed one were all written
+        assert cohort_path(out, "data", cohort).exists()
+    assert_interrupted_cleanly(out, many_cohorts)
+    assert_all_gone(processes)
+    assert_reruns_to(tmp_path, many_cohorts, capsys)
+
+
+def test_ctrl_c_stops_the_run_with_a_resume_hint_and_the_run_resumes(many_cohorts, tmp_path, capsys):
+    cfg = tiny_config(tmp_path, **MANY_COHORTS)
+    out = cfg.pipeline.output_dir
+    with data_gen_command(tmp_path) as child:
+        wait_for_a_shard(child, out)
+        processes = descendants(child.pid)
+        assert sum("spawn_main" in cmdline for cmdline, _ in processes.values()) == 2, processes
+        os.killpg(child.pid, signal.SIGINT)  # a terminal's Ctrl-C: every process of the foreground job
+        assert child.wait(timeout=120) == 130
+    stderr = (tmp_path / "stderr").read_text()
+    assert "Traceback" not in stderr + (tmp_path / "stdout").read_text()
+    assert "KeyboardInterrupt" not in stderr
+    assert stderr.splitlines()[-1] == RESUME_HINT, stderr
+    assert_interrupted_cleanly(out, many_cohorts)
+    assert_all_gone(processes)
+    assert_reruns_to(tmp_path, many_cohorts, capsys)
+
+
+def test_the_watched_models_epochs_are_saved_under_metrics_dir(tmp_path):
+    cfg = tiny_config(
+        tmp_path, metrics={"checkpoint": {"save_every_epoch": True, "save_optimizer_state": True}}
+    )
+    summary = run_data_gen(cfg, workers=1, log=lambda _: None, cohort_size=COHORT)
+    saved = sorted(p.name for p in (cfg.metrics.dir / "checkpoints").iterdir())
+    watched = [k * COHORT + i for k in range(summary.cohorts) for i in range(2)]
+    assert saved == [f"example-{i:07d}" for i in watched]
+    files = list((cfg.metrics.dir / "checkpoints").rglob("*.safetensors"))
+    assert files and all(f.name.startswith(("stage1-epoch-", "stage2-epoch-")) for f in files)

@@ -19,9 +19,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -66,6 +68,39 @@ class _InProcess:
         except BaseException as e:  # handed to the caller through the future, as a pool would
             future.set_exception(e)
         return future
+
+
+def _worker_start() -> None:
+    """In each pool worker: leave Ctrl-C to the main process, which stops the workers itself.
+
+    A terminal's Ctrl-C reaches every process of the foreground group; without this, each idle worker
+    would print a KeyboardInterrupt traceback as it dies.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _stop_workers(pool) -> None:
+    """Stop a process pool now rather than after the cohorts in flight (each may take minutes).
+
+    Their writes are atomic: a stopped worker leaves at most a hidden temporary file, which the next
+    run removes.
+    """
+    if not isinstance(pool, ProcessPoolExecutor):
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+
+
+@contextmanager
+def _workers_stopped_on_error(pool) -> Iterator[None]:
+    """Ctrl-C or a failed cohort ends the run now: the cohorts still in flight are not waited for."""
+    try:
+        yield
+    except BaseException:
+        _stop_workers(pool)
+        raise
 
 
 def cohort_path(out: Path, kind: str, cohort: int) -> Path:
@@ -136,6 +171,7 @@ def run_cohort(cfg: Config, cohort: int, threads: int, cohort_size: int) -> Coho
     """Plan, train, judge, sign and format one cohort and write its shards."""
     import torch
 
+    from weightzoo.checkpoints import write_snapshots
     from weightzoo.monitoring import cohort_summary
     from weightzoo.pools import build_pools
     from weightzoo.rows import REJECTED_SCHEMA, SCHEMA, accepted_row, model_config, rejected_row
@@ -158,6 +194,9 @@ def run_cohort(cfg: Config, cohort: int, threads: int, cohort_size: int) -> Coho
     examples = train_examples(cfg, pools, indices)
     kept = [e for e in examples if e.verdict.accepted]
     lap("plan, train and validate")
+    if cfg.metrics.checkpoint.save_every_epoch:
+        write_snapshots(cfg.metrics.dir, examples)  # the watched models' epochs (checkpoints.py)
+        lap("checkpoints")
     methods = cfg.signature.neuron_profile_methods
     signatures: dict[int, dict[str, dict]] = {e.plan.index: {} for e in kept}
     for which in ("degraded", "improved"):
@@ -266,11 +305,11 @@ def _generate(
     results: dict[int, CohortReport] = {}
     stage_seconds: dict[str, float] = {}
     executor = (
-        ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+        ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_worker_start)
         if workers > 1
         else _InProcess()
     )
-    with executor as pool:
+    with executor as pool, _workers_stopped_on_error(pool):
         pending: dict[int, object] = {}
         while accepted < target:
             # Keep `workers` cohorts in flight, in index order; finished cohorts are read from disk.
@@ -313,13 +352,9 @@ def _generate(
                 raise UserError(
                     f"no example accepted in {attempted} attempts: the validation rules reject everything"
                 )
-        if pending and isinstance(pool, ProcessPoolExecutor):
+        if pending:
             # Cohorts started beyond the last one needed are not wanted: stop them now rather than wait.
-            # (Their writes are atomic; a stopped one leaves at most a temporary file.)
-            processes = list((getattr(pool, "_processes", None) or {}).values())
-            pool.shutdown(wait=False, cancel_futures=True)
-            for process in processes:
-                process.terminate()
+            _stop_workers(pool)
     return accepted, attempted, cohort, stage_seconds
 
 
