@@ -16,6 +16,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 from weightzoo.cli import main
 from weightzoo.config import parse_config
@@ -23,7 +25,7 @@ from weightzoo.errors import UserError
 from weightzoo.files import write_json_atomic
 from weightzoo.formatting import parse_weights
 from weightzoo.model import ModelSpec, build_model
-from weightzoo.pipeline import cohort_path, run_data_gen
+from weightzoo.pipeline import cohort_path, run_data_gen, unit_bounds
 from weightzoo.probe_sets import make_signature_set
 from weightzoo.rows import SCHEMA
 
@@ -230,18 +232,18 @@ def test_a_failing_cohort_is_a_clear_error_and_the_run_resumes(one_worker, tmp_p
 
     cfg, _ = one_worker
     twin = tiny_config(tmp_path)
-    real = pipeline.run_cohort
+    real = pipeline.run_unit
 
     def dies_on_cohort_1(cfg, cohort, *args):
         if cohort == 1:
             raise RuntimeError("worker process terminated abruptly")
         return real(cfg, cohort, *args)
 
-    monkeypatch.setattr(pipeline, "run_cohort", dies_on_cohort_1)
+    monkeypatch.setattr(pipeline, "run_unit", dies_on_cohort_1)
     with pytest.raises(UserError, match="cohort 1 failed .* run again to resume"):
         run_data_gen(twin, workers=1, log=lambda _: None, cohort_size=COHORT)
     assert cohort_path(twin.pipeline.output_dir, "data", 0).exists()
-    monkeypatch.setattr(pipeline, "run_cohort", real)
+    monkeypatch.setattr(pipeline, "run_unit", real)
     run_data_gen(twin, workers=1, log=lambda _: None, cohort_size=COHORT)
     assert shard_bytes(twin.pipeline.output_dir) == shard_bytes(cfg.pipeline.output_dir)
 
@@ -421,3 +423,85 @@ def test_the_watched_models_epochs_are_saved_under_metrics_dir(tmp_path):
     assert saved == [f"example-{i:07d}" for i in watched]
     files = list((cfg.metrics.dir / "checkpoints").rglob("*.safetensors"))
     assert files and all(f.name.startswith(("stage1-epoch-", "stage2-epoch-")) for f in files)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Work units: cohorts shared between workers, staged, and resumed unit by unit
+# ---------------------------------------------------------------------------------------------------------
+
+UNIT = 3  # cohorts of 8 in units of 2, 3 and 3
+
+
+@given(cohort=st.integers(0, 50), size=st.integers(1, 3000), unit=st.integers(1, 400))
+def test_units_cover_their_cohort_in_order_evenly(cohort, size, unit):
+    bounds = unit_bounds(cohort, size, unit)
+    assert [i for r in bounds for i in r] == list(range(cohort * size, (cohort + 1) * size))
+    lengths = [len(r) for r in bounds]
+    assert max(lengths) <= unit and max(lengths) - min(lengths) <= 1
+    assert len(bounds) == -(-size // unit)  # no more units than needed
+
+
+@pytest.fixture(scope="module")
+def in_units(tmp_path_factory):
+    cfg = tiny_config(tmp_path_factory.mktemp("units"))
+    summary = run_data_gen(cfg, workers=1, log=lambda _: None, cohort_size=COHORT, unit_size=UNIT)
+    return cfg, summary
+
+
+def test_a_run_in_units_writes_whole_cohorts_and_leaves_nothing_staged(in_units, one_worker):
+    cfg, summary = in_units
+    out = cfg.pipeline.output_dir
+    assert not (out / ".units").exists()
+    table = pq.read_table(out / "data")
+    assert table.num_rows == summary.accepted == cfg.dataset.output_dataset_length
+    ids = table.column("example_id").to_pylist()
+    rejected = pq.read_table(out / "rejected").column("example_id").to_pylist()
+    # every example up to the last kept one is in exactly one table, and none after it
+    assert sorted(ids + rejected) == list(range(max(ids) + 1)) == list(range(summary.attempted))
+    assert json.loads((out / "dataset_info.json").read_text())["unit_size"] == UNIT
+
+
+def test_two_workers_sharing_cohorts_write_the_same_bytes(in_units, tmp_path):
+    cfg, _ = in_units
+    twin = tiny_config(tmp_path)
+    run_data_gen(twin, workers=2, log=lambda _: None, cohort_size=COHORT, unit_size=UNIT)
+    assert shard_bytes(twin.pipeline.output_dir) == shard_bytes(cfg.pipeline.output_dir)
+
+
+def test_a_run_stopped_mid_cohort_keeps_its_finished_units_and_resumes(in_units, tmp_path, monkeypatch):
+    import weightzoo.pipeline as pipeline
+
+    cfg, _ = in_units
+    twin = tiny_config(tmp_path)
+    out = twin.pipeline.output_dir
+    real, calls = pipeline.run_unit, []
+
+    def dies_in_cohort_1_unit_2(cfg, cohort, unit, *args):
+        calls.append((cohort, unit))
+        if (cohort, unit) == (1, 2):
+            raise RuntimeError("killed")
+        return real(cfg, cohort, unit, *args)
+
+    monkeypatch.setattr(pipeline, "run_unit", dies_in_cohort_1_unit_2)
+    with pytest.raises(UserError, match="cohort 1 failed"):
+        run_data_gen(twin, workers=1, log=lambda _: None, cohort_size=COHORT, unit_size=UNIT)
+    staged = sorted(p.name for p in (out / ".units" / "data").glob("*.parquet"))
+    assert staged == ["cohort-00001-unit-000.parquet", "cohort-00001-unit-001.parquet"]
+    assert cohort_path(out, "data", 0).exists() and not cohort_path(out, "data", 1).exists()
+    calls.clear()
+
+    def counted(cfg, cohort, unit, *args):
+        calls.append((cohort, unit))
+        return real(cfg, cohort, unit, *args)
+
+    monkeypatch.setattr(pipeline, "run_unit", counted)
+    run_data_gen(twin, workers=1, log=lambda _: None, cohort_size=COHORT, unit_size=UNIT)
+    assert calls[0] == (1, 2)  # the staged units were not trained again
+    assert shard_bytes(out) == shard_bytes(cfg.pipeline.output_dir)
+    assert not (out / ".units").exists()
+
+
+def test_another_unit_size_in_the_same_folder_is_a_clear_error(in_units):
+    cfg, _ = in_units
+    with pytest.raises(UserError, match="another config"):
+        run_data_gen(cfg, workers=1, log=lambda _: None, cohort_size=COHORT, unit_size=UNIT + 1)

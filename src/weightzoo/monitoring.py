@@ -114,7 +114,7 @@ class Progress:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def cohort_summary(examples: Sequence[TrainedExample], seconds: float) -> dict:
+def cohort_summary(examples: Sequence[TrainedExample], seconds: float, curves: bool = True) -> dict:
     """One cohort for `Monitor.cohort`, in plain Python values (picklable, JSON-able).
 
     Keys: `attempted`, `accepted` (ints), `seconds` (the cohort's wall time in its worker),
@@ -133,13 +133,13 @@ def cohort_summary(examples: Sequence[TrainedExample], seconds: float) -> dict:
         if not e.verdict.accepted:
             reason = e.verdict.reason or "unknown"
             rejected[reason] = rejected.get(reason, 0) + 1
-    curves = []
-    for e in list(examples)[:CURVE_SAMPLE]:
+    sampled = []
+    for e in list(examples)[: CURVE_SAMPLE if curves else 0]:
         history = e.result.history or {}
         curve = {"index": int(e.plan.index), "target": str(e.plan.target)}
         curve["accepted"] = bool(e.verdict.accepted)
         curve.update({name: [float(v) for v in history.get(name, [])] for name in CURVES})
-        curves.append(curve)
+        sampled.append(curve)
     return {
         "attempted": len(examples),
         "accepted": len(accepted),
@@ -149,8 +149,29 @@ def cohort_summary(examples: Sequence[TrainedExample], seconds: float) -> dict:
         "accepted_target_gains": finite(e.verdict.target_gain for e in accepted),
         "accepted_overall_gains": finite(e.verdict.overall_gain for e in accepted),
         "rejected": rejected,
-        "curves": curves,
+        "curves": sampled,
     }
+
+
+def merge_summaries(parts: Sequence[dict]) -> dict:
+    """One cohort's summary from those of its work units, in index order (curves come from the first)."""
+    merged: dict = {"attempted": 0, "accepted": 0, "seconds": 0.0, "rejected": dict.fromkeys(REASONS, 0)}
+    for key in ("target_gains", "overall_gains", "accepted_target_gains", "accepted_overall_gains", "curves"):
+        merged[key] = []
+    for part in parts:
+        for key in ("attempted", "accepted", "seconds"):
+            merged[key] += part[key]
+        for key in (
+            "target_gains",
+            "overall_gains",
+            "accepted_target_gains",
+            "accepted_overall_gains",
+            "curves",
+        ):
+            merged[key] += part[key]
+        for reason, count in part["rejected"].items():
+            merged["rejected"][reason] = merged["rejected"].get(reason, 0) + count
+    return merged
 
 
 def _tag(text: str) -> str:

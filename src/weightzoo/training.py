@@ -118,12 +118,15 @@ def train_examples(
     indices: list[int],
     device: torch.device | str = "cpu",
     stats: CohortStats | None = None,
+    watched: int = CURVE_SAMPLE,
 ) -> list[TrainedExample]:
+    """`watched`: how many of the first examples get per-epoch snapshots when the config asks for them
+    (the models whose curves go to TensorBoard)."""
     plans = [plan_example(cfg, pools, i) for i in indices]
     jobs = [training_job(p, cfg.validation) for p in plans]
     checkpoint = cfg.metrics.checkpoint
-    if checkpoint.save_every_epoch:  # the watched models: those whose curves go to TensorBoard
-        for job in jobs[:CURVE_SAMPLE]:
+    if checkpoint.save_every_epoch:
+        for job in jobs[:watched]:
             job.snapshot_epochs, job.snapshot_optimizer = True, checkpoint.save_optimizer_state
     results = train_cohort(jobs, stage_rules(cfg), device=device, stats=stats)
     rules = thresholds(cfg)
