@@ -178,7 +178,8 @@ def _info(
 
 @dataclass
 class CohortReport:
-    """What a worker sends back: counts, seconds per stage, and a summary for monitoring."""
+    """What a work unit reports (or a cohort already on disk): counts, seconds per stage, and a summary
+    for monitoring."""
 
     accepted: int
     attempted: int
