@@ -485,8 +485,8 @@ def test_a_run_stopped_mid_cohort_keeps_its_finished_units_and_resumes(in_units,
     monkeypatch.setattr(pipeline, "run_unit", dies_in_cohort_1_unit_2)
     with pytest.raises(UserError, match="cohort 1 failed"):
         run_data_gen(twin, workers=1, log=lambda _: None, cohort_size=COHORT, unit_size=UNIT)
-    staged = sorted(p.name for p in (out / ".units" / "data").glob("*.parquet"))
-    assert staged == ["cohort-00001-unit-000.parquet", "cohort-00001-unit-001.parquet"]
+    staged = sorted(p.name for p in (out / ".units" / "data").glob("*.arrow"))
+    assert staged == ["cohort-00001-unit-000.arrow", "cohort-00001-unit-001.arrow"]
     assert cohort_path(out, "data", 0).exists() and not cohort_path(out, "data", 1).exists()
     calls.clear()
 

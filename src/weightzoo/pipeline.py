@@ -41,6 +41,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.feather as feather
 import pyarrow.parquet as pq
 
 from weightzoo import __version__
@@ -121,7 +122,19 @@ def cohort_path(out: Path, kind: str, cohort: int) -> Path:
 
 
 def write_table_atomic(table: pa.Table, path: Path) -> None:
-    write_atomic(path, lambda tmp: pq.write_table(table, tmp))
+    """A Parquet shard. No dictionary encoding (nearly every value is a distinct long JSON string)
+    and zstd: against pyarrow's defaults, measured on 330 rows of weights JSON, 0.46 s instead of
+    0.81 s to write, 0.09 instead of 0.36 to read, and 35 MB instead of 57."""
+    write_atomic(path, lambda tmp: pq.write_table(table, tmp, use_dictionary=False, compression="zstd"))
+
+
+def _stage_atomic(table: pa.Table, path: Path) -> None:
+    """A staged unit: Arrow IPC, uncompressed, written and read back in a fraction of Parquet's time."""
+    write_atomic(path, lambda tmp: feather.write_feather(table, tmp, compression="uncompressed"))
+
+
+def _read_staged(path: Path) -> pa.Table:
+    return feather.read_table(path, memory_map=False)
 
 
 def _check_output(cfg: Config, probe: ProbeSet, cohort_size: int, unit_size: int) -> Path:
@@ -198,7 +211,7 @@ def unit_bounds(cohort: int, cohort_size: int, unit_size: int = UNIT_SIZE) -> li
 
 
 def unit_path(out: Path, kind: str, cohort: int, unit: int) -> Path:
-    return out / UNITS / kind / f"cohort-{cohort:05d}-unit-{unit:03d}.parquet"
+    return out / UNITS / kind / f"cohort-{cohort:05d}-unit-{unit:03d}.arrow"
 
 
 def run_unit(cfg: Config, cohort: int, unit: int, indices: range, threads: int) -> CohortReport:
@@ -244,10 +257,10 @@ def run_unit(cfg: Config, cohort: int, unit: int, indices: range, threads: int) 
     rejected = [rejected_row(e) for e in examples if not e.verdict.accepted]
     lap("format")
     out = cfg.pipeline.output_dir
-    write_table_atomic(
+    _stage_atomic(
         pa.Table.from_pylist(rejected, schema=REJECTED_SCHEMA), unit_path(out, "rejected", cohort, unit)
     )
-    write_table_atomic(pa.Table.from_pylist(rows, schema=SCHEMA), unit_path(out, "data", cohort, unit))
+    _stage_atomic(pa.Table.from_pylist(rows, schema=SCHEMA), unit_path(out, "data", cohort, unit))
     lap("write")
     summary = cohort_summary(examples, sum(seconds.values()), curves=unit == 0)
     return CohortReport(len(rows), len(examples), seconds, summary)
@@ -258,14 +271,14 @@ def _staged(out: Path, cohort: int, unit: int) -> CohortReport | None:
     data, rejected = unit_path(out, "data", cohort, unit), unit_path(out, "rejected", cohort, unit)
     if not (data.exists() and rejected.exists()):
         return None
-    kept = pq.read_metadata(data).num_rows
-    return CohortReport(kept, kept + pq.read_metadata(rejected).num_rows, {})
+    kept = _read_staged(data).num_rows
+    return CohortReport(kept, kept + _read_staged(rejected).num_rows, {})
 
 
 def _write_cohort(out: Path, cohort: int, units: int) -> None:
     """A cohort's shards from its first `units` staged units (rejected first), then the units go."""
     for kind in ("rejected", "data"):
-        tables = [pq.read_table(unit_path(out, kind, cohort, u)) for u in range(units)]
+        tables = [_read_staged(unit_path(out, kind, cohort, u)) for u in range(units)]
         write_table_atomic(pa.concat_tables(tables).combine_chunks(), cohort_path(out, kind, cohort))
     for kind in ("rejected", "data"):
         for u in range(units):
