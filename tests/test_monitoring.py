@@ -17,6 +17,7 @@ from weightzoo.monitoring import (
     TensorBoardError,
     cohort_summary,
     launch_tensorboard,
+    merge_summaries,
     stop,
     wait_ready,
 )
@@ -201,3 +202,12 @@ def test_launch_tensorboard_on_a_busy_port_says_so(tmp_path):
 
 def test_stop_accepts_none():
     stop(None)
+
+
+def test_a_cohort_summed_from_its_units_equals_the_whole():
+    cohort = _cohort()
+    whole = cohort_summary(cohort, 10.0)
+    parts = [cohort_summary(cohort[:3], 4.0), cohort_summary(cohort[3:], 6.0, curves=False)]
+    assert parts[1]["curves"] == []
+    assert merge_summaries(parts) == whole
+    assert merge_summaries([]) == {**cohort_summary([], 0.0), "seconds": 0.0}

@@ -153,21 +153,15 @@ def cohort_summary(examples: Sequence[TrainedExample], seconds: float, curves: b
     }
 
 
+_LISTS = ("target_gains", "overall_gains", "accepted_target_gains", "accepted_overall_gains", "curves")
+
+
 def merge_summaries(parts: Sequence[dict]) -> dict:
-    """One cohort's summary from those of its work units, in index order (curves come from the first)."""
+    """One cohort's summary from those of its work units, in index order (only the first samples curves)."""
     merged: dict = {"attempted": 0, "accepted": 0, "seconds": 0.0, "rejected": dict.fromkeys(REASONS, 0)}
-    for key in ("target_gains", "overall_gains", "accepted_target_gains", "accepted_overall_gains", "curves"):
-        merged[key] = []
+    merged.update({key: [] for key in _LISTS})
     for part in parts:
-        for key in ("attempted", "accepted", "seconds"):
-            merged[key] += part[key]
-        for key in (
-            "target_gains",
-            "overall_gains",
-            "accepted_target_gains",
-            "accepted_overall_gains",
-            "curves",
-        ):
+        for key in ("attempted", "accepted", "seconds", *_LISTS):
             merged[key] += part[key]
         for reason, count in part["rejected"].items():
             merged["rejected"][reason] = merged["rejected"].get(reason, 0) + count
