@@ -450,7 +450,7 @@ def _generate(
             if report.monitor is not None:
                 summaries.append(report.monitor)
             seconds = time.perf_counter() - start
-            progress.update(min(accepted, target), attempted, seconds)
+            progress.update(accepted, attempted, seconds)
             if not (item.last or accepted >= target):
                 continue
             if item.unit >= 0:
