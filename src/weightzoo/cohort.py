@@ -337,12 +337,14 @@ class _Stack:
         and output (what backpropagation needs). `models`: the stack rows `params` hold; `keep`: a
         dropout scale per hidden layer."""
         act = _ACTIVATION_FN[self.activation]
+        in_place = self.activation == "relu" and keep is None
         unit_mask = self.unit_mask if models is None else self.unit_mask.index_select(0, models)
         pre, outs = [], [x]
         h = x
         for layer in range(self.depth):
             z = torch.baddbmm(params[2 * layer + 1][:, None, :], h, params[2 * layer])
-            h = act(z)
+            # ReLU's gradient needs only its output: computed in place, z is not kept beside it.
+            h = z.relu_() if in_place else act(z)
             if self.activation not in _ZERO_AT_ZERO:
                 h = h * unit_mask  # sigmoid(0) = 0.5: silence padded units
             if keep is not None:
