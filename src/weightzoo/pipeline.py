@@ -137,6 +137,13 @@ def _read_staged(path: Path) -> pa.Table:
     return feather.read_table(path, memory_map=False)
 
 
+def _staged_rows(path: Path) -> int:
+    """A staged unit's row count, from its record batches' headers: the rows themselves are not read."""
+    with pa.memory_map(str(path)) as source:
+        reader = pa.ipc.open_file(source)
+        return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
+
+
 def _check_output(cfg: Config, probe: ProbeSet, cohort_size: int, unit_size: int) -> Path:
     """The output folder exists, is writable, and holds nothing from another config."""
     out = cfg.pipeline.output_dir
@@ -271,8 +278,8 @@ def _staged(out: Path, cohort: int, unit: int) -> CohortReport | None:
     data, rejected = unit_path(out, "data", cohort, unit), unit_path(out, "rejected", cohort, unit)
     if not (data.exists() and rejected.exists()):
         return None
-    kept = _read_staged(data).num_rows
-    return CohortReport(kept, kept + _read_staged(rejected).num_rows, {})
+    kept = _staged_rows(data)
+    return CohortReport(kept, kept + _staged_rows(rejected), {})
 
 
 def _write_cohort(out: Path, cohort: int, units: int) -> None:
@@ -326,10 +333,9 @@ def run_data_gen(
             cfg, out, workers, threads, cohort_size, unit_size, progress, monitor, start, uploader
         )
     last = cohort - 1
-    _finish(out, last, accepted - target)
+    last_kept = _finish(out, last, accepted - target)
     # Attempted: every example up to the last one kept (those after it in its cohort are not part of it).
-    kept_ids = pq.read_table(cohort_path(out, "data", last), columns=["example_id"]).column(0).to_pylist()
-    attempted = max(kept_ids) + 1 if kept_ids else attempted
+    attempted = last_kept + 1 if last_kept is not None else attempted
     summary = RunSummary(
         target,
         attempted,
@@ -473,9 +479,10 @@ def _generate(
     return accepted, attempted, cohort, stage_seconds
 
 
-def _finish(out: Path, last: int, surplus: int) -> None:
+def _finish(out: Path, last: int, surplus: int) -> int | None:
     """Cut the last cohort to the examples up to its last one needed (accepted rows beyond it go, and so
-    do rejected rows past it), and remove what was computed beyond: later cohorts, staged units."""
+    do rejected rows past it), and remove what was computed beyond: later cohorts, staged units.
+    Returns the index of the last example kept (None if the last cohort kept none)."""
     for kind in ("data", "rejected"):
         for path in (out / kind).glob("cohort-*.parquet"):
             if int(path.stem.split("-")[1]) > last:
@@ -486,13 +493,14 @@ def _finish(out: Path, last: int, surplus: int) -> None:
     if surplus > 0:
         data = data.slice(0, data.num_rows - surplus)
         write_table_atomic(data, data_path)
-    if data.num_rows:
-        below = max(data.column("example_id").to_pylist()) + 1
-        rejected = pq.read_table(rejected_path)
-        ids = rejected.column("example_id").to_pylist()
-        keep = sum(i < below for i in ids)  # ids ascend: the kept rows are a prefix
-        if keep < rejected.num_rows:
-            write_table_atomic(rejected.slice(0, keep), rejected_path)
+    if not data.num_rows:
+        return None
+    last_kept = max(data.column("example_id").to_pylist())
+    rejected = pq.read_table(rejected_path)
+    keep = sum(i <= last_kept for i in rejected.column("example_id").to_pylist())  # ids ascend: a prefix
+    if keep < rejected.num_rows:
+        write_table_atomic(rejected.slice(0, keep), rejected_path)
+    return last_kept
 
 
 def _reason_counts(out: Path, last: int, below: int) -> dict[str, int]:
