@@ -153,10 +153,13 @@ def test_results_have_the_subject_models_names_and_unpadded_shapes(cohort64):
             assert all(v.dtype == torch.float64 for v in weights.values())
 
 
-def replay_stage(losses: list[float], patience: int, max_epochs: int, deadline=None, initial=None, need=0.0):
+def replay_stage(
+    losses: list[float], patience: int, max_epochs: int, deadline=None, initial=None, need=0.0, stage=1
+):
     """The stopping rule recomputed from a stage's validation-loss history (loss watch):
-    returns (epochs run, best epoch, learned)."""
-    best, best_epoch, wait = losses[0], 0, 0
+    returns (epochs run, best epoch, learned). Stage 1's starting model is a candidate; stage 2's
+    (the degraded model) is not."""
+    best, best_epoch, wait = (losses[0] if stage == 1 else math.inf), 0, 0
     for epoch, loss in enumerate(losses[1:], start=1):
         if loss < best:
             best, best_epoch, wait = loss, epoch, 0
@@ -196,8 +199,9 @@ def test_every_model_stops_and_checkpoints_by_its_own_history(cohort64):
             continue
         assert len(h2) == res.stage2_epochs + 1
         assert h2[0] == pytest.approx(val_loss(job, res.degraded, 2), rel=1e-9)
-        epochs, best, _ = replay_stage(h2, r.patience, r.max_stage2_epochs)
+        epochs, best, _ = replay_stage(h2, r.patience, r.max_stage2_epochs, stage=2)
         assert (res.stage2_epochs, res.stage2_best_epoch) == (epochs, best), i
+        assert res.stage2_best_epoch >= 1 or not res.finite  # the improved model was trained on clean labels
         assert res.stage2_epochs <= min(r.max_stage2_epochs, res.stage2_best_epoch + r.patience)
         assert val_loss(job, res.improved, 2) == pytest.approx(h2[res.stage2_best_epoch], rel=1e-9)
         if res.stage2_best_epoch == 0:

@@ -61,10 +61,12 @@ def train_one(job: TrainingJob, rules: StageRules, dtype: torch.dtype = torch.fl
 
     def run_stage(stage: int, lr: float, max_epochs: int, best: float, score=lambda: 0.0, deadline=None):
         """Train one stage; returns (checkpoint, best loss, best epoch, epochs run, history, finite).
-        A new best is a higher score, or an equal score with a lower validation loss."""
+        A new best is a higher score, or an equal score with a lower validation loss. The starting model
+        is the first candidate with loss `best` (stage 1); with `best` = inf (stage 2) it is only the
+        fallback, and the first epoch is the first best."""
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         checkpoint, best_epoch, wait, history = copy.deepcopy(model.state_dict()), 0, 0, []
-        best_score = 0.0
+        best_score = 0.0 if math.isfinite(best) else -math.inf
         y_tr = labels[stage][0]
         for epoch in range(max_epochs):
             model.train()
@@ -109,7 +111,7 @@ def train_one(job: TrainingJob, rules: StageRules, dtype: torch.dtype = torch.fl
         baseline = group_accuracy() if watch_target else {}
         score = (lambda: stage2_score(baseline)) if watch_target else (lambda: 0.0)
         improved, _, best_epoch2, epochs2, h2, ok = run_stage(
-            2, spec.learning_rate * rules.stage2_lr_factor, max2, start, score
+            2, spec.learning_rate * rules.stage2_lr_factor, max2, math.inf, score
         )
         history["stage2_val_loss"] = [start] + h2
     return TrainingResult(
