@@ -144,6 +144,21 @@ def test_cohort_matches_the_reference_loop_in_float64(cohort64):
         assert_same_result(results[i], train_one(jobs[i], RULES), TOL64, f"job {i}")
 
 
+def test_float32_follows_float64_for_every_activation(cohort64):
+    """The float32 engine computes what the float64 one does, to float32's precision, for the untrained
+    model and after its first epoch (later epochs may amplify rounding into other choices)."""
+    jobs, results = cohort64
+    first_epoch = dataclasses.replace(
+        RULES, max_stage1_epochs=1, max_stage2_epochs=0, stage1_deadline_epochs=None
+    )
+    single = train_cohort(jobs, first_epoch, dtype=torch.float32)
+    for job, got, want in zip(jobs, single, results, strict=True):
+        losses = got.history["stage1_val_loss"]
+        np.testing.assert_allclose(
+            losses, want.history["stage1_val_loss"][:2], rtol=1e-4, err_msg=str(job.spec)
+        )
+
+
 def test_results_have_the_subject_models_names_and_unpadded_shapes(cohort64):
     jobs, results = cohort64
     for job, result in zip(jobs, results, strict=True):

@@ -16,22 +16,27 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 import yaml
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from weightzoo.cli import main
+from weightzoo.cohort import stack_key
 from weightzoo.config import parse_config
 from weightzoo.errors import UserError
+from weightzoo.examples import example_spec
 from weightzoo.files import write_json_atomic
 from weightzoo.formatting import parse_weights
 from weightzoo.model import ModelSpec, build_model
-from weightzoo.pipeline import cohort_path, run_data_gen, unit_bounds
+from weightzoo.pipeline import cohort_path, run_data_gen, unit_bounds, unit_parts
 from weightzoo.probe_sets import make_signature_set
 from weightzoo.rows import SCHEMA
 
 SEED_CONFIG = Path(__file__).resolve().parents[1] / "configs/seed_example.yaml"
 COHORT = 8
 SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+SEED_CFG = parse_config(yaml.safe_load(SEED_CONFIG.read_text()))
 
 
 def tiny_raw(folder: Path) -> dict:
@@ -476,29 +481,69 @@ def test_a_run_stopped_mid_cohort_keeps_its_finished_units_and_resumes(in_units,
     out = twin.pipeline.output_dir
     real, calls = pipeline.run_unit, []
 
-    def dies_in_cohort_1_unit_2(cfg, cohort, unit, *args):
-        calls.append((cohort, unit))
-        if (cohort, unit) == (1, 2):
+    def dies_in_cohort_1_unit_2_part_1(cfg, cohort, unit, part, *args):
+        calls.append((cohort, unit, part))
+        if (cohort, unit, part) == (1, 2, 1):
             raise RuntimeError("killed")
-        return real(cfg, cohort, unit, *args)
+        return real(cfg, cohort, unit, part, *args)
 
-    monkeypatch.setattr(pipeline, "run_unit", dies_in_cohort_1_unit_2)
+    monkeypatch.setattr(pipeline, "run_unit", dies_in_cohort_1_unit_2_part_1)
     with pytest.raises(UserError, match="cohort 1 failed"):
         run_data_gen(twin, workers=1, log=lambda _: None, cohort_size=COHORT, unit_size=UNIT)
     staged = sorted(p.name for p in (out / ".units" / "data").glob("*.arrow"))
-    assert staged == ["cohort-00001-unit-000.arrow", "cohort-00001-unit-001.arrow"]
+    assert staged == [
+        "cohort-00001-unit-000-part-0.arrow",
+        "cohort-00001-unit-000-part-1.arrow",
+        "cohort-00001-unit-001-part-0.arrow",
+        "cohort-00001-unit-001-part-1.arrow",
+        "cohort-00001-unit-002-part-0.arrow",
+    ]
     assert cohort_path(out, "data", 0).exists() and not cohort_path(out, "data", 1).exists()
     calls.clear()
 
-    def counted(cfg, cohort, unit, *args):
-        calls.append((cohort, unit))
-        return real(cfg, cohort, unit, *args)
+    def counted(cfg, cohort, unit, part, *args):
+        calls.append((cohort, unit, part))
+        return real(cfg, cohort, unit, part, *args)
 
     monkeypatch.setattr(pipeline, "run_unit", counted)
     run_data_gen(twin, workers=1, log=lambda _: None, cohort_size=COHORT, unit_size=UNIT)
-    assert calls[0] == (1, 2)  # the staged units were not trained again
+    assert calls[0] == (1, 2, 1)  # the staged parts were not trained again
     assert shard_bytes(out) == shard_bytes(cfg.pipeline.output_dir)
     assert not (out / ".units").exists()
+
+
+@pytest.mark.parametrize("parts", [1, 3])
+def test_any_number_of_parts_writes_the_same_bytes(in_units, tmp_path, monkeypatch, parts):
+    """A stack holds the same models whichever part trains it: parts change nothing in the output."""
+    import weightzoo.pipeline as pipeline
+
+    cfg, _ = in_units
+    twin = tiny_config(tmp_path)
+    monkeypatch.setattr(pipeline, "UNIT_PARTS", parts)
+    run_data_gen(twin, workers=2, log=lambda _: None, cohort_size=COHORT, unit_size=UNIT)
+    assert shard_bytes(twin.pipeline.output_dir) == shard_bytes(cfg.pipeline.output_dir)
+    assert json.loads((twin.pipeline.output_dir / "dataset_info.json").read_text())["unit_parts"] == parts
+
+
+@given(start=st.integers(0, 10_000), size=st.integers(0, 300), parts=st.integers(1, 4))
+@settings(max_examples=25, deadline=None)
+def test_unit_parts_split_a_unit_into_whole_stacks(start, size, parts):
+    indices = range(start, start + size)
+    split = unit_parts(SEED_CFG, indices, parts)
+    assert len(split) == parts
+    assert sorted(i for part in split for i in part) == list(indices)
+    assert all(part == sorted(part) for part in split)
+    owner = {}  # each stack (models that train together) lies in one part
+    for p, part in enumerate(split):
+        for i in part:
+            assert owner.setdefault(stack_key(example_spec(SEED_CFG, i)), p) == p
+    assert split == unit_parts(SEED_CFG, indices, parts)
+
+
+def test_unit_parts_share_the_work_evenly():
+    split = unit_parts(SEED_CFG, range(256), 2)
+    sizes = sorted(len(part) for part in split)
+    assert sizes[0] >= 0.8 * sizes[1], sizes
 
 
 def test_another_unit_size_in_the_same_folder_is_a_clear_error(in_units):

@@ -148,12 +148,12 @@ def _eligible_for_corruption(data: SubjectDataset, target: str) -> np.ndarray:
     return eligible
 
 
-def plan_example(cfg: Config, pools: dict[str, np.ndarray], index: int) -> ExamplePlan:
+def _first_draws(cfg: Config, index: int) -> tuple[np.random.Generator, tuple[str, ...], ModelSpec]:
+    """An example's first draws, its patterns and its model, and the generator to go on with. Split out
+    so that a model's shape is known without planning the rest (`example_spec`)."""
     rng = rng_for(cfg.pipeline.random_seed, Stream.EXAMPLE, index)
     pat = cfg.dataset.patterns
     enabled = tuple(pat.enabled_patterns)
-    space = cfg.space
-
     k = int(rng.integers(pat.min_patterns_per_batch, pat.max_patterns_per_batch + 1))
     chosen = set(rng.choice(len(enabled), size=k, replace=False).tolist())
     selected = tuple(name for name in PATTERN_NAMES if name in enabled and enabled.index(name) in chosen)
@@ -169,6 +169,19 @@ def plan_example(cfg: Config, pools: dict[str, np.ndarray], index: int) -> Examp
         learning_rate=_log_uniform(rng, m.learning_rate.min, m.learning_rate.max),
         input_encoding=m.input_encoding,
     )
+    return rng, selected, spec
+
+
+def example_spec(cfg: Config, index: int) -> ModelSpec:
+    """The subject model of example `index`, as `plan_example` draws it, at a fraction of the cost."""
+    return _first_draws(cfg, index)[2]
+
+
+def plan_example(cfg: Config, pools: dict[str, np.ndarray], index: int) -> ExamplePlan:
+    rng, selected, spec = _first_draws(cfg, index)
+    pat = cfg.dataset.patterns
+    enabled = tuple(pat.enabled_patterns)
+    space = cfg.space
 
     # Held-out rows first (the test set, then the selection set), then training rows from what remains.
     test_size = cfg.validation.test_set_size

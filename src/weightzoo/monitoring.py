@@ -20,7 +20,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
@@ -114,14 +114,17 @@ class Progress:
 # ---------------------------------------------------------------------------------------------------------
 
 
-def cohort_summary(examples: Sequence[TrainedExample], seconds: float, curves: bool = True) -> dict:
+def cohort_summary(
+    examples: Sequence[TrainedExample], seconds: float, curves: bool | Collection[int] = True
+) -> dict:
     """One cohort for `Monitor.cohort`, in plain Python values (picklable, JSON-able).
 
     Keys: `attempted`, `accepted` (ints), `seconds` (the cohort's wall time in its worker),
     `target_gains` / `overall_gains` (finite gains of every judged example, accepted or not),
     `accepted_target_gains` / `accepted_overall_gains` (the accepted ones only), `rejected`
     ({reason: count} over every known reason, zeros included) and `curves` (the first `CURVE_SAMPLE`
-    examples: {"index", "target", "accepted", and each of `CURVES`, empty when not recorded}).
+    examples, or those whose indices `curves` lists, or none when it is False: {"index", "target",
+    "accepted", and each of `CURVES`, empty when not recorded}).
     """
 
     def finite(values) -> list[float]:
@@ -134,7 +137,12 @@ def cohort_summary(examples: Sequence[TrainedExample], seconds: float, curves: b
             reason = e.verdict.reason or "unknown"
             rejected[reason] = rejected.get(reason, 0) + 1
     sampled = []
-    for e in list(examples)[: CURVE_SAMPLE if curves else 0]:
+    if isinstance(curves, bool):
+        sampled_examples = list(examples)[: CURVE_SAMPLE if curves else 0]
+    else:
+        wanted = set(curves)
+        sampled_examples = [e for e in examples if e.plan.index in wanted]
+    for e in sampled_examples:
         history = e.result.history or {}
         curve = {"index": int(e.plan.index), "target": str(e.plan.target)}
         curve["accepted"] = bool(e.verdict.accepted)
@@ -157,7 +165,7 @@ _LISTS = ("target_gains", "overall_gains", "accepted_target_gains", "accepted_ov
 
 
 def merge_summaries(parts: Sequence[dict]) -> dict:
-    """One cohort's summary from those of its work units, in index order (only the first samples curves)."""
+    """One cohort's summary from those of its work units (the curves in index order)."""
     merged: dict = {"attempted": 0, "accepted": 0, "seconds": 0.0, "rejected": dict.fromkeys(REASONS, 0)}
     merged.update({key: [] for key in _LISTS})
     for part in parts:
@@ -165,6 +173,7 @@ def merge_summaries(parts: Sequence[dict]) -> dict:
             merged[key] += part[key]
         for reason, count in part["rejected"].items():
             merged["rejected"][reason] = merged["rejected"].get(reason, 0) + count
+    merged["curves"].sort(key=lambda curve: curve["index"])
     return merged
 
 

@@ -8,6 +8,7 @@ the held-out test set with the stored weights, and judges each pair (see `valida
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -118,16 +119,18 @@ def train_examples(
     indices: list[int],
     device: torch.device | str = "cpu",
     stats: CohortStats | None = None,
-    watched: int = CURVE_SAMPLE,
+    watched: Collection[int] | None = None,
 ) -> list[TrainedExample]:
-    """`watched`: how many of the first examples get per-epoch snapshots when the config asks for them
-    (the models whose curves go to TensorBoard)."""
+    """`watched`: the example indices that get per-epoch snapshots when the config asks for them (the
+    models whose curves go to TensorBoard); None: the first `CURVE_SAMPLE` of `indices`."""
     plans = [plan_example(cfg, pools, i) for i in indices]
     jobs = [training_job(p, cfg.validation) for p in plans]
     checkpoint = cfg.metrics.checkpoint
+    watched = set(indices[:CURVE_SAMPLE] if watched is None else watched)
     if checkpoint.save_every_epoch:
-        for job in jobs[:watched]:
-            job.snapshot_epochs, job.snapshot_optimizer = True, checkpoint.save_optimizer_state
+        for plan, job in zip(plans, jobs, strict=True):
+            if plan.index in watched:
+                job.snapshot_epochs, job.snapshot_optimizer = True, checkpoint.save_optimizer_state
     results = train_cohort(jobs, stage_rules(cfg), device=device, stats=stats)
     rules = thresholds(cfg)
     out = []
