@@ -98,7 +98,23 @@ def _hold_out(space, pools, selected, size, rng, count):
         rows, groups = [], []
         for name in selected:
             names, picked = keys[name][0], []
-            for i in rng.permutation(len(names)):
+            order = rng.permutation(len(names)).tolist()
+            if all(left[q] - size > floor[q] for q in selected):
+                # No pool can come down to its floor while `size` rows are taken: the first rows not
+                # held yet are the ones the careful loop below would take (and much faster to find).
+                for i in order:
+                    if len(picked) == size:
+                        break
+                    if names[i] not in held:
+                        picked.append(i)
+                        held.add(names[i])
+                for q in selected:
+                    position = keys[q][1]
+                    left[q] -= sum(names[i] in position for i in picked)
+                rows.append(pools[name][picked])
+                groups += [name] * len(picked)
+                continue
+            for i in order:
                 if len(picked) == size:
                     break
                 key = names[i]

@@ -8,6 +8,7 @@ vocab 26 / length 20 as at vocab 7 / length 7.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -120,16 +121,31 @@ ENUMERABLE = 100_000  # spaces this small are counted exactly, so a search never
 
 
 def _negatives_available(space: SequenceSpace, avoid: list[str], exclude: list[bytes]) -> int | None:
+    """How many sequences satisfy none of `avoid` and are not excluded, counted exactly in small spaces
+    (None in larger ones)."""
     if space.size > ENUMERABLE:
         return None
-    every = np.indices((space.vocab_size,) * space.length).reshape(space.length, -1).T
-    hit = np.zeros(len(every), dtype=bool)
+    distinct = set(exclude)
+    total = _negatives_in_space(space, tuple(avoid))
+    if not distinct:
+        return total
+    excluded = np.frombuffer(b"".join(distinct), dtype=np.uint8).reshape(len(distinct), space.length)
+    return total - _count_clean(excluded.astype(np.int64), avoid, space)
+
+
+def _count_clean(rows: np.ndarray, avoid: Iterable[str], space: SequenceSpace) -> int:
+    """How many of `rows` satisfy none of `avoid`."""
+    hit = np.zeros(len(rows), dtype=bool)
     for name in avoid:
-        hit |= PATTERNS[name].holds(every, space)
-    excluded = {k for k in exclude}
-    return (
-        int(sum(1 for row in every[~hit] if row_key(row) not in excluded)) if excluded else int((~hit).sum())
-    )
+        hit |= PATTERNS[name].holds(rows, space)
+    return int((~hit).sum())
+
+
+@functools.lru_cache(maxsize=64)
+def _negatives_in_space(space: SequenceSpace, avoid: tuple[str, ...]) -> int:
+    """Sequences of a small space satisfying none of `avoid`: every sequence checked, once per process."""
+    every = np.indices((space.vocab_size,) * space.length).reshape(space.length, -1).T
+    return _count_clean(every, avoid, space)
 
 
 def build_pools(
