@@ -329,6 +329,20 @@ def descendants(pid: int) -> dict[int, tuple[str, str]]:
     return found
 
 
+def pool_workers(pid: int, processes: dict[int, tuple[str, str]]) -> list[int]:
+    """The pool workers among `pid`'s descendants: the processes forked by its fork server."""
+    servers = [p for p, (cmdline, _) in processes.items() if "forkserver" in cmdline and parent(p) == pid]
+    return sorted(p for p in processes if parent(p) in servers)
+
+
+def parent(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
 def assert_all_gone(processes: dict[int, tuple[str, str]]) -> None:
     """Every one of `processes` has exited (a zombie counts as gone; a reused pid is another process)."""
     deadline = time.monotonic() + 30
@@ -380,7 +394,7 @@ def test_a_killed_worker_process_is_one_clear_error_and_the_run_resumes(many_coh
         wait_for_a_shard(child, out)
         os.kill(child.pid, signal.SIGSTOP)  # held still: it can neither finish nor notice anything meanwhile
         processes = descendants(child.pid)
-        workers = sorted(pid for pid, (cmdline, _) in processes.items() if "spawn_main" in cmdline)
+        workers = pool_workers(child.pid, processes)
         assert len(workers) == 2, processes
         os.kill(workers[0], signal.SIGKILL)
         os.kill(child.pid, signal.SIGCONT)
@@ -406,7 +420,7 @@ def test_ctrl_c_stops_the_run_with_a_resume_hint_and_the_run_resumes(many_cohort
     with data_gen_command(tmp_path) as child:
         wait_for_a_shard(child, out)
         processes = descendants(child.pid)
-        assert sum("spawn_main" in cmdline for cmdline, _ in processes.values()) == 2, processes
+        assert len(pool_workers(child.pid, processes)) == 2, processes
         os.killpg(child.pid, signal.SIGINT)  # a terminal's Ctrl-C: every process of the foreground job
         assert child.wait(timeout=120) == 130
     stderr = (tmp_path / "stderr").read_text()

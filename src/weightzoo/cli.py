@@ -167,6 +167,10 @@ def run_data_gen(args) -> int:
     from weightzoo.config import load_config
 
     cfg = load_config(args.config_path)  # a bad config is reported before anything heavy is imported
+    if cfg.pipeline.max_threads > 1:
+        from weightzoo.workers import warm_up
+
+        warm_up()  # the workers' server imports torch while this process does
     from weightzoo.pipeline import run_data_gen as generate
     from weightzoo.probe_sets import read_probe_file
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import resource
 import shutil
 import signal
 import time
@@ -39,7 +40,6 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 import pyarrow as pa
@@ -53,6 +53,7 @@ from weightzoo.errors import UserError
 from weightzoo.files import write_atomic, write_json_atomic
 from weightzoo.monitoring import CURVE_SAMPLE, Monitor, Progress, merge_summaries
 from weightzoo.probe_sets import ProbeSet, read_probe_file
+from weightzoo.workers import context as worker_context
 
 INFO = "dataset_info.json"
 UNITS = ".units"  # staged work units, merged into their cohort's shards
@@ -66,6 +67,7 @@ class RunSummary:
     seconds: float
     rejected_reasons: dict[str, int]
     stage_seconds: dict[str, float]  # summed over workers: CPU-side time per stage
+    worker_peak_mib: float = 0.0  # the largest peak resident memory of a process that trained a part
 
 
 class _InProcess:
@@ -214,6 +216,7 @@ class CohortReport:
     attempted: int
     seconds: dict[str, float]
     monitor: dict | None = None
+    peak_mib: float = 0.0  # the peak resident memory of the process that trained it
 
 
 UNIT_SIZE = 256  # the most examples trained together (a unit's stacks hold only its own examples)
@@ -311,7 +314,8 @@ def run_unit(
     _stage_atomic(pa.Table.from_pylist(rows, schema=SCHEMA), data_path)
     lap("write")
     summary = cohort_summary(examples, sum(seconds.values()), curves=watched)
-    return CohortReport(len(rows), len(examples), seconds, summary)
+    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return CohortReport(len(rows), len(examples), seconds, summary, peak_mib)
 
 
 def _staged(out: Path, cohort: int, unit: int, part: int) -> CohortReport | None:
@@ -373,7 +377,7 @@ def run_data_gen(
     uploader = _uploader(cfg, log)
     start = time.perf_counter()
     with Progress(target) as progress, Monitor(cfg.metrics.dir, cfg.metrics.tensorboard.enabled) as monitor:
-        accepted, attempted, cohort, stage_seconds = _generate(
+        accepted, attempted, cohort, stage_seconds, peak_mib = _generate(
             cfg, out, workers, threads, cohort_size, unit_size, progress, monitor, start, uploader
         )
     last = cohort - 1
@@ -387,6 +391,7 @@ def run_data_gen(
         time.perf_counter() - start,
         _reason_counts(out, last, attempted),
         stage_seconds,
+        peak_mib,
     )
     write_json_atomic(out / INFO, _info(cfg, probe, cohort_size, unit_size, complete=True, summary=summary))
     write_card(out)
@@ -477,16 +482,17 @@ def _generate(
     monitor: Monitor,
     start: float,
     uploader=None,
-) -> tuple[int, int, int, dict[str, float]]:
+) -> tuple[int, int, int, dict[str, float], float]:
     """Run the units' parts in index order, `workers` at a time, until a whole unit brings enough
     examples; write each cohort once its units are in (or once the run has enough)."""
     target = cfg.dataset.output_dataset_length
     accepted = attempted = 0
     cohort = 0
     stage_seconds: dict[str, float] = {}
+    peak_mib = 0.0
     summaries: list[dict] = []  # the current cohort's unit summaries
     executor = (
-        ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=_worker_start)
+        ProcessPoolExecutor(max_workers=workers, mp_context=worker_context(), initializer=_worker_start)
         if workers > 1
         else _InProcess()
     )
@@ -520,6 +526,7 @@ def _generate(
             attempted += report.attempted
             for stage, spent in report.seconds.items():
                 stage_seconds[stage] = stage_seconds.get(stage, 0.0) + spent
+            peak_mib = max(peak_mib, report.peak_mib)
             if report.monitor is not None:
                 summaries.append(report.monitor)
             seconds = time.perf_counter() - start
@@ -546,7 +553,7 @@ def _generate(
         if running:
             # Units started beyond the last one needed are not wanted: stop them now rather than wait.
             _stop_workers(pool)
-    return accepted, attempted, cohort, stage_seconds
+    return accepted, attempted, cohort, stage_seconds, peak_mib
 
 
 def _finish(out: Path, last: int, surplus: int) -> int | None:

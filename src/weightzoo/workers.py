@@ -1,0 +1,38 @@
+"""Worker processes for run-data-gen: forked from a server that imports the heavy modules once.
+
+A spawned worker imports torch itself (about 2 s on these machines), and with two workers the imports
+compete for the same two cores at the start of every run. A fork server (`multiprocessing`'s
+"forkserver") imports them once and forks each worker with everything loaded. `warm_up` starts it
+early, so that its imports run while the command's own process imports the same modules. The server
+never runs torch operations, so forking it is safe (no thread pools to inherit), and it ignores
+Ctrl-C, like the workers.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from multiprocessing import forkserver
+
+# What a work unit needs (see pipeline.run_unit): imported by the server before it forks any worker.
+PRELOAD = [
+    "weightzoo.training",
+    "weightzoo.signatures",
+    "weightzoo.rows",
+    "weightzoo.checkpoints",
+    "weightzoo.monitoring",
+    "weightzoo.pools",
+    "weightzoo.pipeline",
+]
+
+
+def context() -> multiprocessing.context.BaseContext:
+    """The multiprocessing context worker pools use."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
+def warm_up() -> None:
+    """Start the fork server now (it returns at once; the server imports in the background)."""
+    context()
+    forkserver.ensure_running()

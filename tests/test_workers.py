@@ -1,0 +1,25 @@
+"""Worker pools fork from a server that has imported the heavy modules once."""
+
+from __future__ import annotations
+
+import sys
+from concurrent.futures import ProcessPoolExecutor
+
+from weightzoo.workers import PRELOAD, context, warm_up
+
+
+def _loaded() -> tuple[bool, bool]:
+    return "torch" in sys.modules, "weightzoo.training" in sys.modules
+
+
+def test_a_worker_starts_with_torch_already_imported():
+    warm_up()
+    with ProcessPoolExecutor(max_workers=1, mp_context=context()) as pool:
+        assert pool.submit(_loaded).result(timeout=120) == (True, True)
+
+
+def test_the_server_preloads_what_a_work_unit_needs():
+    import weightzoo.pipeline as pipeline
+
+    assert pipeline.__name__ in PRELOAD
+    assert context().get_start_method() == "forkserver"
