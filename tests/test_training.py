@@ -10,13 +10,16 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from weightzoo.config import parse_config
-from weightzoo.examples import NEGATIVE, ExamplePlan, held_out_is_unseen, plan_example
+from weightzoo.examples import NEGATIVE, ExamplePlan, _hold_out, held_out_is_unseen, plan_example
 from weightzoo.model import SubjectMLP, encode_inputs
-from weightzoo.patterns import PATTERNS
+from weightzoo.patterns import PATTERN_NAMES, PATTERNS
 from weightzoo.pools import build_pools, row_key
 from weightzoo.quantize import apply_precision_and_quantization
+from weightzoo.space import SequenceSpace
 from weightzoo.training import group_accuracy, stage_rules, thresholds, train_examples, training_job
 from weightzoo.validation import judge
 
@@ -299,3 +302,24 @@ def test_the_loss_watch_draws_no_selection_set_and_trains_without_one():
     assert plan.selection is None and held_out_is_unseen(plan)
     assert stage_rules(cfg).stage2_max_other_drop is None
     assert training_job(plan, cfg.validation).x_select is None
+
+
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    chosen=st.lists(st.sampled_from(PATTERN_NAMES), min_size=1, max_size=5, unique=True),
+    size=st.integers(0, 60),
+    count=st.integers(1, 2),
+    pool_size=st.integers(5, 400),
+)
+@settings(max_examples=40, deadline=None)
+def test_held_out_rows_are_the_same_with_or_without_the_fast_path(seed, chosen, size, count, pool_size):
+    """The fast path (no pool can reach its floor) takes exactly the rows the careful loop takes."""
+    space = SequenceSpace(vocab_size=5, length=5)
+    selected = tuple(name for name in PATTERN_NAMES if name in chosen)
+    pools = build_pools(space, selected, pool_size, seed)
+    fast = _hold_out(space, pools, selected, size, np.random.default_rng(seed), count)
+    careful = _hold_out(space, pools, selected, size, np.random.default_rng(seed), count, careful_only=True)
+    for got, want in zip(fast[0], careful[0], strict=True):
+        assert np.array_equal(got.sequences, want.sequences) and got.groups == want.groups
+    assert all(np.array_equal(fast[1][name], careful[1][name]) for name in selected)
+    assert np.array_equal(fast[2], careful[2])

@@ -81,13 +81,14 @@ def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
     return float(math.exp(rng.uniform(math.log(low), math.log(high)))) if high > low else float(low)
 
 
-def _hold_out(space, pools, selected, size, rng, count):
+def _hold_out(space, pools, selected, size, rng, count, careful_only=False):
     """`count` held-out sets, each with up to `size` distinct members per selected pattern and `size`
     negatives, none shared with another set or left in the training pools.
 
     Pools of different patterns overlap (all_same members are palindromes too), so a held-out row is
     removed from every pool that has it, and each set only takes a row while every pool that has it
-    keeps at least half of what it had. Returns the sets and the pools without their rows."""
+    keeps at least half of what it had. Returns the sets and the pools without their rows.
+    (`careful_only`: never take the fast path; tests check that both take the same rows.)"""
     keys = {name: _pool_keys(pools[name]) for name in selected}
     # A pool's rows left are its rows not held out: a held row leaves every pool that has it.
     left = {name: len(keys[name][0]) for name in selected}
@@ -99,7 +100,7 @@ def _hold_out(space, pools, selected, size, rng, count):
         for name in selected:
             names, picked = keys[name][0], []
             order = rng.permutation(len(names)).tolist()
-            if all(left[q] - size > floor[q] for q in selected):
+            if not careful_only and all(left[q] - size > floor[q] for q in selected):
                 # No pool can come down to its floor while `size` rows are taken: the first rows not
                 # held yet are the ones the careful loop below would take (and much faster to find).
                 for i in order:
@@ -111,22 +112,20 @@ def _hold_out(space, pools, selected, size, rng, count):
                 for q in selected:
                     position = keys[q][1]
                     left[q] -= sum(names[i] in position for i in picked)
-                rows.append(pools[name][picked])
-                groups += [name] * len(picked)
-                continue
-            for i in order:
-                if len(picked) == size:
-                    break
-                key = names[i]
-                if key in held:
-                    continue
-                owners = [q for q in selected if key in keys[q][1]]
-                if any(left[q] <= floor[q] for q in owners):
-                    continue
-                picked.append(i)
-                held.add(key)
-                for q in owners:
-                    left[q] -= 1
+            else:
+                for i in order:
+                    if len(picked) == size:
+                        break
+                    key = names[i]
+                    if key in held:
+                        continue
+                    owners = [q for q in selected if key in keys[q][1]]
+                    if any(left[q] <= floor[q] for q in owners):
+                        continue
+                    picked.append(i)
+                    held.add(key)
+                    for q in owners:
+                        left[q] -= 1
             rows.append(pools[name][picked])
             groups += [name] * len(picked)
         fresh = sample_negatives(space, selected, size, rng, exclude_rows=negatives)
