@@ -10,7 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from weightzoo.patterns import PATTERN_NAMES, PATTERNS
-from weightzoo.pools import build_pools, first_distinct, row_key, sample_members, sample_negatives
+from weightzoo.pools import (
+    _negatives_available,
+    build_pools,
+    first_distinct,
+    row_key,
+    sample_members,
+    sample_negatives,
+)
 from weightzoo.space import SequenceSpace
 
 SPACE = SequenceSpace(7, 7)
@@ -284,3 +291,18 @@ def test_first_distinct_with_target_zero_draws_nothing():
     assert first_distinct(draw, 0, 3).shape == (0, 3)
     assert first_distinct(draw, 5, 3, available=0).shape == (0, 3)
     assert calls == []
+
+
+@given(
+    chosen=st.lists(st.sampled_from(PATTERN_NAMES), min_size=0, max_size=4, unique=True),
+    excluded=st.lists(st.lists(st.integers(0, 3), min_size=4, max_size=4), max_size=30),
+)
+@settings(max_examples=40, deadline=None)
+def test_negatives_available_counts_exactly(chosen, excluded):
+    """The count of sequences matching none of the patterns and not excluded, against a brute force."""
+    space = SequenceSpace(vocab_size=4, length=4)
+    every = np.indices((4,) * 4).reshape(4, -1).T
+    clean = [row for row in every if not any(PATTERNS[n].holds(row[None], space)[0] for n in chosen)]
+    exclude = [row_key(np.array(r)) for r in excluded]
+    want = len({row_key(r) for r in clean} - set(exclude))
+    assert _negatives_available(space, chosen, exclude) == want
