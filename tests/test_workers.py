@@ -23,3 +23,16 @@ def test_the_server_preloads_what_a_work_unit_needs():
 
     assert pipeline.__name__ in PRELOAD
     assert context().get_start_method() == "forkserver"
+
+
+def test_without_a_fork_server_workers_are_spawned(monkeypatch):
+    import multiprocessing
+
+    import weightzoo.workers as workers
+
+    monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
+    started = []
+    monkeypatch.setattr(workers.forkserver, "ensure_running", lambda: started.append(True))
+    assert workers.context().get_start_method() == "spawn"
+    workers.warm_up()
+    assert started == []

@@ -26,7 +26,10 @@ PRELOAD = [
 
 
 def context() -> multiprocessing.context.BaseContext:
-    """The multiprocessing context worker pools use."""
+    """The multiprocessing context worker pools use: the fork server where the platform has one
+    (Linux, macOS), else spawned workers."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
     return ctx
@@ -34,5 +37,5 @@ def context() -> multiprocessing.context.BaseContext:
 
 def warm_up() -> None:
     """Start the fork server now (it returns at once; the server imports in the background)."""
-    context()
-    forkserver.ensure_running()
+    if context().get_start_method() == "forkserver":
+        forkserver.ensure_running()
