@@ -31,9 +31,9 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import resource
 import shutil
 import signal
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -314,8 +314,17 @@ def run_unit(
     _stage_atomic(pa.Table.from_pylist(rows, schema=SCHEMA), data_path)
     lap("write")
     summary = cohort_summary(examples, sum(seconds.values()), curves=watched)
-    peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    return CohortReport(len(rows), len(examples), seconds, summary, peak_mib)
+    return CohortReport(len(rows), len(examples), seconds, summary, _peak_mib())
+
+
+def _peak_mib() -> float:
+    """This process's peak resident memory, or 0 where the platform cannot say."""
+    try:
+        import resource
+    except ImportError:
+        return 0.0
+    unit = 1024 * 1024 if sys.platform == "darwin" else 1024  # macOS reports bytes, Linux KiB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / unit
 
 
 def _staged(out: Path, cohort: int, unit: int, part: int) -> CohortReport | None:
