@@ -10,7 +10,7 @@ import yaml
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from weightzoo.checkpoints import snapshot_path, write_snapshots
+from weightzoo.checkpoints import remove_snapshots_after, snapshot_path, write_snapshots
 from weightzoo.config import parse_config
 from weightzoo.model import SubjectMLP
 from weightzoo.monitoring import CURVE_SAMPLE
@@ -115,3 +115,13 @@ def test_update_freq_batch_records_each_steps_loss(tmp_path):
     cfg, examples = train(tmp_path, save_every_epoch=False)
     assert not stage_rules(cfg).record_batch_loss
     assert all("batch_loss" not in e.result.history for e in examples)
+
+
+def test_snapshots_past_a_runs_last_example_are_removed(tmp_path):
+    for index in (3, 9, 10, 250):
+        folder = snapshot_path(tmp_path, index, 1, 1).parent
+        folder.mkdir(parents=True)
+        (folder / "stage1-epoch-001.safetensors").write_bytes(b"x")
+    remove_snapshots_after(tmp_path, 9)
+    left = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert left == ["example-0000003", "example-0000009"]

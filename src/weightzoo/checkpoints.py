@@ -17,6 +17,7 @@ must write the same bytes. Files are written atomically.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -34,6 +35,14 @@ def snapshot_path(metrics_dir: Path, index: int, stage: int, epoch: int) -> Path
         / f"example-{index:07d}"
         / f"stage{stage}-epoch-{epoch:03d}.safetensors"
     )
+
+
+def remove_snapshots_after(metrics_dir: Path, last: int) -> None:
+    """Drop the snapshots of examples past `last`: trained beyond the end of a run (workers run ahead),
+    they are not part of its dataset."""
+    for folder in (Path(metrics_dir) / "checkpoints").glob("example-*"):
+        if int(folder.name.split("-")[1]) > last:
+            shutil.rmtree(folder)
 
 
 def snapshot_tensors(snapshot: dict) -> dict[str, torch.Tensor]:

@@ -393,6 +393,10 @@ def run_data_gen(
     last_kept = _finish(out, last, accepted - target)
     # Attempted: every example up to the last one kept (those after it in its cohort are not part of it).
     attempted = last_kept + 1 if last_kept is not None else attempted
+    if cfg.metrics.checkpoint.save_every_epoch:
+        from weightzoo.checkpoints import remove_snapshots_after
+
+        remove_snapshots_after(cfg.metrics.dir, attempted - 1)
     summary = RunSummary(
         target,
         attempted,
