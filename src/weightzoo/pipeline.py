@@ -273,7 +273,7 @@ def run_unit(
 
     from weightzoo.checkpoints import write_snapshots
     from weightzoo.monitoring import cohort_summary
-    from weightzoo.pools import build_pools
+    from weightzoo.pools import shared_pools
     from weightzoo.rows import REJECTED_SCHEMA, SCHEMA, accepted_row, model_config, rejected_row
     from weightzoo.signatures import layer_activations, signature
     from weightzoo.training import train_examples
@@ -289,7 +289,7 @@ def run_unit(
 
     enabled = tuple(cfg.dataset.patterns.enabled_patterns)
     probe = read_probe_file(cfg.signature.dataset_path, cfg.space, enabled)
-    pools = build_pools(cfg.space, enabled, cfg.dataset.patterns.pool_size, cfg.pipeline.random_seed)
+    pools = shared_pools(cfg.space, enabled, cfg.dataset.patterns.pool_size, cfg.pipeline.random_seed)
     examples = train_examples(cfg, pools, indices, watched=watched)
     kept = [e for e in examples if e.verdict.accepted]
     lap("plan, train and validate")

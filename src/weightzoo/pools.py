@@ -157,3 +157,15 @@ def build_pools(
         name: sample_members(name, space, pool_size, rng_for(seed, Stream.POOLS, PATTERN_NAMES.index(name)))
         for name in names
     }
+
+
+@functools.lru_cache(maxsize=4)
+def shared_pools(
+    space: SequenceSpace, names: tuple[str, ...], pool_size: int, seed: int
+) -> dict[str, np.ndarray]:
+    """`build_pools`, built once per process and read-only: a worker trains many parts of one run, and
+    every part plans from the same pools."""
+    pools = build_pools(space, names, pool_size, seed)
+    for pool in pools.values():
+        pool.setflags(write=False)
+    return pools
