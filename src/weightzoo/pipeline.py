@@ -160,18 +160,22 @@ def _check_output(cfg: Config, probe: ProbeSet, cohort_size: int, unit_size: int
     info_path = out / INFO
     if info_path.exists():
         info = json.loads(info_path.read_text())
-        keys = ("config_hash", "signature_hash", "cohort_size", "unit_size", "unit_parts")
-        if tuple(info.get(k) for k in keys) != (
-            cfg.config_hash,
-            probe.content_hash,
-            cohort_size,
-            unit_size,
-            UNIT_PARTS,
-        ):
+        here = {
+            "config_hash": cfg.config_hash,
+            "signature_hash": probe.content_hash,
+            "cohort_size": cohort_size,
+            "unit_size": unit_size,
+            "unit_parts": UNIT_PARTS,
+        }
+        differ = [
+            f"{key} {str(info.get(key))[:16]}, here {str(value)[:16]}"
+            for key, value in here.items()
+            if info.get(key) != value
+        ]
+        if differ:
             raise UserError(
                 f"{out} holds a dataset made with another config, signature file or cohort layout "
-                f"(config {str(info.get('config_hash'))[:16]}, here {cfg.config_hash[:16]}); "
-                "use another pipeline.output_dir or remove that folder"
+                f"({'; '.join(differ)}); use another pipeline.output_dir or remove that folder"
             )
     else:
         write_json_atomic(info_path, _info(cfg, probe, cohort_size, unit_size, complete=False))
