@@ -4,7 +4,10 @@ Run: python benchmarks/pipeline_throughput.py [--accepted 100] [--workers 2]
 
 Runs the seed's example config (modification task, mean+std signature) into a temporary folder until
 `--accepted` examples are accepted, and prints accepted examples/s, attempted examples/s, the CPU
-time of each stage summed over workers, and the peak resident memory of this process and its workers.
+time of each stage summed over workers (plan, train, validate, checkpoints, signatures, format, write),
+the bound the training stage alone sets (accepted examples over its seconds per worker: what the run
+would reach if every other stage were free), and the peak resident memory of this process and its
+workers.
 The run's seconds are run-data-gen's own; "whole command" also counts this process's start-up
 (imports, writing the signature file), as `weightzoo run-data-gen` would spend it.
 """
@@ -63,6 +66,12 @@ def main() -> None:
             f"{stage} {spent:.1f} s ({spent / total:.0%})" for stage, spent in summary.stage_seconds.items()
         )
     )
+    train = summary.stage_seconds.get("train", 0.0)
+    if train:  # what the training engine alone allows: every other stage free, the workers always busy
+        print(
+            f"training alone: {train:.1f} s over {args.workers} workers, at most "
+            f"{summary.accepted * args.workers / train:.2f} accepted examples/s"
+        )
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory: {own:.0f} MiB (this process), {summary.worker_peak_mib:.0f} MiB (largest worker)")
 

@@ -92,6 +92,14 @@ def one_worker(tmp_path_factory):
     return cfg, summary
 
 
+def test_the_run_reports_its_time_stage_by_stage(one_worker):
+    _, summary = one_worker
+    stages = ["plan", "train", "validate", "checkpoints", "signatures", "format", "write"]
+    assert list(summary.stage_seconds) == stages  # the pipeline's stages, in the order they run
+    assert all(summary.stage_seconds[s] > 0 for s in ("plan", "train", "validate", "signatures"))
+    assert sum(summary.stage_seconds.values()) <= summary.seconds  # one worker: parts of one clock
+
+
 def test_the_dataset_has_exactly_the_first_n_accepted_rows_in_the_seed_layout(one_worker):
     cfg, summary = one_worker
     out = cfg.pipeline.output_dir

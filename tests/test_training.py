@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from functools import cache
 from pathlib import Path
 
@@ -244,6 +245,17 @@ def test_training_the_same_examples_twice_gives_identical_results():
             b.result.stage2_epochs,
         )
     assert len({e.plan.index for e in first}) == 8
+
+
+def test_train_examples_splits_its_time_into_planning_training_and_validating():
+    cfg, pools = setup()
+    seconds = {"plan": 1.0}  # added to, not replaced
+    start = time.perf_counter()
+    train_examples(cfg, pools, [0, 1], seconds=seconds)
+    elapsed = time.perf_counter() - start
+    assert list(seconds) == ["plan", "train", "validate"]
+    assert seconds["plan"] > 1.0 and seconds["train"] > 0 and seconds["validate"] > 0
+    assert sum(seconds.values()) - 1.0 <= elapsed
 
 
 @pytest.mark.parametrize("key", ["default", "quantized"])

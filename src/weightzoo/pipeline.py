@@ -294,9 +294,10 @@ def run_unit(
     enabled = tuple(cfg.dataset.patterns.enabled_patterns)
     probe = read_probe_file(cfg.signature.dataset_path, cfg.space, enabled)
     pools = shared_pools(cfg.space, enabled, cfg.dataset.patterns.pool_size, cfg.pipeline.random_seed)
-    examples = train_examples(cfg, pools, indices, watched=watched)
+    lap("plan")  # reading the probe file and the pools: cached after a worker's first part
+    examples = train_examples(cfg, pools, indices, watched=watched, seconds=seconds)
+    clock = time.perf_counter()
     kept = [e for e in examples if e.verdict.accepted]
-    lap("plan, train and validate")
     if cfg.metrics.checkpoint.save_every_epoch:
         write_snapshots(cfg.metrics.dir, examples)  # the watched models' epochs (checkpoints.py)
         lap("checkpoints")

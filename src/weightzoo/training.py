@@ -8,6 +8,7 @@ the held-out test set with the stored weights, and judges each pair (see `valida
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -120,9 +121,21 @@ def train_examples(
     device: torch.device | str = "cpu",
     stats: CohortStats | None = None,
     watched: Collection[int] | None = None,
+    seconds: dict[str, float] | None = None,
 ) -> list[TrainedExample]:
     """`watched`: the example indices that get per-epoch snapshots when the config asks for them (the
-    models whose curves go to TensorBoard); None: the first `CURVE_SAMPLE` of `indices`."""
+    models whose curves go to TensorBoard); None: the first `CURVE_SAMPLE` of `indices`. `seconds`: if
+    given, the time spent planning, training and validating is added to its "plan", "train" and
+    "validate" entries."""
+    clock = time.perf_counter()
+
+    def lap(stage: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        if seconds is not None:
+            seconds[stage] = seconds.get(stage, 0.0) + now - clock
+        clock = now
+
     plans = [plan_example(cfg, pools, i) for i in indices]
     jobs = [training_job(p, cfg.validation) for p in plans]
     checkpoint = cfg.metrics.checkpoint
@@ -131,7 +144,9 @@ def train_examples(
         for plan, job in zip(plans, jobs, strict=True):
             if plan.index in watched:
                 job.snapshot_epochs, job.snapshot_optimizer = True, checkpoint.save_optimizer_state
+    lap("plan")
     results = train_cohort(jobs, stage_rules(cfg), device=device, stats=stats)
+    lap("train")
     rules = thresholds(cfg)
     out = []
     for plan, result in zip(plans, results, strict=True):
@@ -152,4 +167,5 @@ def train_examples(
         out.append(
             TrainedExample(plan, result, stored["degraded"], stored["improved"], scales, accuracy, verdict)
         )
+    lap("validate")
     return out
