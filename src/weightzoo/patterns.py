@@ -205,11 +205,18 @@ _register(
 )
 
 
+def _token_counts(x, s):
+    """How often each token occurs in each row, [n, vocab]: one bincount over row-offset tokens."""
+    n = len(x)
+    flat = (x + np.arange(0, n * s.vocab_size, s.vocab_size)[:, None]).ravel()
+    return np.bincount(flat, minlength=n * s.vocab_size).reshape(n, s.vocab_size)
+
+
 # --- no_repeats ------------------------------------------------------------------------------
 _register(
     "no_repeats",
     lambda s: "no token appears more than once",
-    lambda x, s: (np.diff(np.sort(x, axis=1), axis=1) != 0).all(axis=1),
+    lambda x, s: _token_counts(x, s).max(axis=1, initial=0) <= 1,
     lambda s: (
         factorial(s.vocab_size) // factorial(s.vocab_size - s.length) if s.vocab_size >= s.length else 0
     ),
@@ -235,8 +242,7 @@ def _majority_draw(space, rng, n):
 
 
 def _majority_holds(x, s):
-    counts = (x[:, :, None] == np.arange(s.vocab_size)).sum(axis=1)
-    return counts.max(axis=1) * 2 > s.length
+    return _token_counts(x, s).max(axis=1) * 2 > s.length
 
 
 _register(
@@ -313,7 +319,7 @@ def _vc_draw(space, rng, n):
 
 
 def _vc_holds(x, s):
-    is_vowel = np.isin(x, s.vowels)
+    is_vowel = np.isin(np.arange(s.vocab_size), s.vowels)[x]
     return (is_vowel[:, 1:] != is_vowel[:, :-1]).all(axis=1)
 
 
@@ -365,14 +371,11 @@ def _mountain_automaton(space):
 
 
 def _mountain_holds(x, s):
-    d = np.sign(np.diff(x, axis=1))
-    falls, rises = d < 0, d > 0
-    has_fall = falls.any(axis=1)
-    first_fall = np.where(has_fall, falls.argmax(axis=1), x.shape[1])
-    position = np.arange(d.shape[1])[None, :]
-    rise_before = (rises & (position < first_fall[:, None])).any(axis=1)
-    rise_after = (rises & (position > first_fall[:, None])).any(axis=1)
-    return has_fall & rise_before & ~rise_after
+    """At least one rise and one fall, and every rise before the first fall."""
+    d = np.diff(x, axis=1)
+    rises, falls = d > 0, d < 0
+    last_rise = d.shape[1] - 1 - rises[:, ::-1].argmax(axis=1)
+    return rises.any(axis=1) & falls.any(axis=1) & (last_rise < falls.argmax(axis=1))
 
 
 _register(
