@@ -109,9 +109,9 @@ def _hold_out(space, pools, selected, size, rng, count, careful_only=False):
                     if names[i] not in held:
                         picked.append(i)
                         held.add(names[i])
+                taken = {names[i] for i in picked}
                 for q in selected:
-                    position = keys[q][1]
-                    left[q] -= sum(names[i] in position for i in picked)
+                    left[q] -= len(taken) if q == name else len(keys[q][1].keys() & taken)
             else:
                 for i in order:
                     if len(picked) == size:
@@ -134,7 +134,7 @@ def _hold_out(space, pools, selected, size, rng, count, careful_only=False):
     remaining = {}
     for name in selected:
         position = keys[name][1]
-        drop = [position[k] for k in held if k in position]
+        drop = [position[k] for k in position.keys() & held]
         remaining[name] = np.delete(pools[name], drop, axis=0) if drop else pools[name]
     return sets, remaining, negatives
 
