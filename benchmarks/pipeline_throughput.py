@@ -6,8 +6,8 @@ Runs the seed's example config (modification task, mean+std signature) into a te
 `--accepted` examples are accepted, and prints accepted examples/s, attempted examples/s, the CPU
 time of each stage summed over workers (plan, train, validate, checkpoints, signatures, format, write),
 the bound the training stage alone sets (accepted examples over its seconds per worker: what the run
-would reach if every other stage were free), and the peak resident memory of this process and its
-workers.
+would reach if every other stage were free), a probe of the machine's speed at the moment (see
+`machine.py`), and the peak resident memory of this process and its workers.
 The run's seconds are run-data-gen's own; "whole command" also counts this process's start-up
 (imports, writing the signature file), as `weightzoo run-data-gen` would spend it.
 """
@@ -29,6 +29,7 @@ from weightzoo.config import parse_config  # noqa: E402
 from weightzoo.workers import warm_up  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs/seed_example.yaml"
+PROBE_STACK = 16  # about the models a stack of the seed's config holds
 
 
 def main() -> None:
@@ -72,6 +73,17 @@ def main() -> None:
             f"training alone: {train:.1f} s over {args.workers} workers, at most "
             f"{summary.accepted * args.workers / train:.2f} accepted examples/s"
         )
+    # The machine's moment, measured after the run (its workers are gone): one thread, as each worker has.
+    import torch
+    from machine import bmm_gflops
+
+    torch.set_num_threads(1)
+    probe = bmm_gflops(PROBE_STACK, cfg.training.batch_size, cfg.model.neurons_per_layer.max)
+    print(
+        f"machine probe: batched matmul [{PROBE_STACK}, {cfg.training.batch_size}, "
+        f"{cfg.model.neurons_per_layer.max}] x [{cfg.model.neurons_per_layer.max}, "
+        f"{cfg.model.neurons_per_layer.max}] on one thread, {probe:.1f} GFLOP/s"
+    )
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory: {own:.0f} MiB (this process), {summary.worker_peak_mib:.0f} MiB (largest worker)")
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from machine import bmm_gflops
 from torch.utils.data import DataLoader, TensorDataset
 
 from weightzoo.cohort import CohortStats, TrainingJob, TrainingResult, train_cohort
@@ -59,17 +60,6 @@ def naive_train(job: TrainingJob, result: TrainingResult, batch_size: int, lr_fa
             model.eval()
             with torch.no_grad():
                 F.binary_cross_entropy_with_logits(model(x_va), y_va)
-
-
-def bmm_gflops(stack: int, rows: int, width: int, seconds: float = 1.0) -> float:
-    """Measured batched-matmul throughput at the engine's layer shapes."""
-    a, b = torch.randn(stack, rows, width), torch.randn(stack, width, width)
-    torch.bmm(a, b)
-    count, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        torch.bmm(a, b)
-        count += 1
-    return 2 * stack * rows * width * width * count / (time.perf_counter() - start) / 1e9
 
 
 def main() -> None:
