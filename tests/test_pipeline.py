@@ -537,6 +537,16 @@ def test_a_run_stopped_mid_cohort_keeps_its_finished_units_and_resumes(in_units,
     assert not (out / ".units").exists()
 
 
+def test_any_unit_size_writes_the_same_bytes(in_units, one_worker, tmp_path):
+    """An example's training does not depend on the examples trained beside it (fixed padding), so the
+    work units, here of 3, of 8 (a whole cohort) and of 1 (every model alone), change no byte."""
+    (cfg, _), (whole_cohorts, _) = in_units, one_worker
+    alone = tiny_config(tmp_path)
+    run_data_gen(alone, workers=1, log=lambda _: None, cohort_size=COHORT, unit_size=1)
+    assert shard_bytes(cfg.pipeline.output_dir) == shard_bytes(whole_cohorts.pipeline.output_dir)
+    assert shard_bytes(alone.pipeline.output_dir) == shard_bytes(cfg.pipeline.output_dir)
+
+
 @pytest.mark.parametrize("parts", [1, 3])
 def test_any_number_of_parts_writes_the_same_bytes(in_units, tmp_path, monkeypatch, parts):
     """A stack holds the same models whichever part trains it: parts change nothing in the output."""

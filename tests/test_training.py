@@ -21,7 +21,14 @@ from weightzoo.patterns import PATTERN_NAMES, PATTERNS
 from weightzoo.pools import build_pools, row_key
 from weightzoo.quantize import apply_precision_and_quantization
 from weightzoo.space import SequenceSpace
-from weightzoo.training import group_accuracy, stage_rules, thresholds, train_examples, training_job
+from weightzoo.training import (
+    group_accuracy,
+    stack_padding,
+    stage_rules,
+    thresholds,
+    train_examples,
+    training_job,
+)
 from weightzoo.validation import judge
 
 SEED_CONFIG = Path(__file__).resolve().parents[1] / "configs/seed_example.yaml"
@@ -245,6 +252,36 @@ def test_training_the_same_examples_twice_gives_identical_results():
             b.result.stage2_epochs,
         )
     assert len({e.plan.index for e in first}) == 8
+
+
+@pytest.mark.parametrize("key", ["default", "quantized"])
+def test_an_example_trains_the_same_alone_or_beside_others(key):
+    """Stacks are padded to the config's largest sizes, so a model's every bit is the same whichever
+    models share its stack (here with the target watch's selection sets too)."""
+    cfg, pools = setup(key)
+    together = trained(key, tuple(range(8)))
+    for example in together[:4]:
+        alone = train_examples(cfg, pools, [example.plan.index])[0]
+        for which in ("degraded", "improved"):
+            a, b = getattr(alone, which), getattr(example, which)
+            assert all(torch.equal(a[name], b[name]) for name in a), (example.plan.index, which)
+        assert alone.accuracy == example.accuracy and alone.verdict == example.verdict
+
+
+def test_the_padding_holds_every_example_of_the_config():
+    for key in CONFIGS:
+        cfg, pools = setup(key)
+        padding = stack_padding(cfg)
+        for index in range(40):
+            job = training_job(plan_example(cfg, pools, index), cfg.validation)
+            assert job.spec.neurons_per_layer <= padding.max_width
+            assert len(job.x_train) <= padding.train_rows and len(job.x_val) <= padding.val_rows
+            assert job.x_select is None or len(job.x_select) <= padding.select_rows
+    # and it is the largest: some example of the seed's config fills the training rows exactly
+    cfg = parse_config(yaml.safe_load(SEED_CONFIG.read_text()))
+    pools = build_pools(cfg.space, cfg.dataset.patterns.enabled_patterns, 300, 0)
+    rows = {len(training_job(plan_example(cfg, pools, i), cfg.validation).x_train) for i in range(40)}
+    assert max(rows) == stack_padding(cfg).train_rows
 
 
 def test_train_examples_splits_its_time_into_planning_training_and_validating():

@@ -154,12 +154,12 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def epoch_orders(seeds, stages, epochs, counts) -> tuple[np.ndarray, np.ndarray]:
-    """Row orders of one epoch for many models at once, [models, most rows] padded with zeros, and
-    each model's row count. Model k's order is a pure function of (seeds[k], stages[k], epochs[k],
-    counts[k]): rows sorted by a hash of those and the row's index."""
+def epoch_orders(seeds, stages, epochs, counts, width: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Row orders of one epoch for many models at once, [models, most rows or `width`] padded with
+    zeros, and each model's row count. Model k's order is a pure function of (seeds[k], stages[k],
+    epochs[k], counts[k]): rows sorted by a hash of those and the row's index."""
     counts = np.asarray(counts, dtype=np.int64)
-    width = max(int(counts.max(initial=0)), 1)
+    width = max(int(counts.max(initial=0)), width, 1)
     model = _mix(
         _mix(np.asarray(seeds, dtype=np.uint64)) ^ (np.asarray(stages, dtype=np.uint64) << np.uint64(32))
     )
@@ -186,14 +186,31 @@ def stack_key(spec: ModelSpec) -> tuple:
     return (spec.num_layers, spec.activation_type, spec.input_size, spec.dropout_rate, band)
 
 
+@dataclass(frozen=True)
+class Padding:
+    """Sizes every stack is padded to, whichever models it holds.
+
+    Padding with zeros is exact in arithmetic, but the products' and sums' rounding can depend on the
+    padded sizes (a longer last batch, a wider layer). With these fixed, a model's every bit is the same
+    whichever models share its stack: an example is then a function of itself alone, not of the work
+    unit it was trained in. Sizes a job exceeds fall back to the stack's own largest."""
+
+    max_width: int  # a stack's width: its width band's widest, capped at this
+    train_rows: int
+    val_rows: int
+    select_rows: int = 0
+
+
 def train_cohort(
     jobs: list[TrainingJob],
     rules: StageRules,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
     stats: CohortStats | None = None,
+    padding: Padding | None = None,
 ) -> list[TrainingResult]:
-    """Train every job through both stages; results come back in the jobs' order."""
+    """Train every job through both stages; results come back in the jobs' order. `padding`: the fixed
+    sizes that make each model's results independent of its stack (None: each stack's own largest)."""
     results: list[TrainingResult | None] = [None] * len(jobs)
     groups: dict[tuple, list[int]] = {}
     for i, job in enumerate(jobs):  # a stack shares one stage-2 rule: with or without a selection set
@@ -205,7 +222,7 @@ def train_cohort(
     try:
         for key in sorted(groups, key=str):
             members = groups[key]
-            stack = _Stack([jobs[i] for i in members], rules, torch.device(device), dtype)
+            stack = _Stack([jobs[i] for i in members], rules, torch.device(device), dtype, padding)
             for i, result in zip(members, stack.train(), strict=True):
                 results[i] = result
             if stats is not None:
@@ -220,10 +237,11 @@ def train_cohort(
     return results  # type: ignore[return-value]
 
 
-def _pad_rows(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Stack arrays of different lengths along a new first axis, zero-padded; returns (stacked, lengths)."""
+def _pad_rows(arrays: list[np.ndarray], rows: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Stack arrays of different lengths along a new first axis, zero-padded to at least `rows`;
+    returns (stacked, lengths)."""
     lengths = np.array([len(a) for a in arrays])
-    longest = max(int(lengths.max()), 1)
+    longest = max(int(lengths.max()), rows, 1)
     shape = (len(arrays), longest) + arrays[0].shape[1:]
     out = np.zeros(shape, dtype=arrays[0].dtype)
     for i, a in enumerate(arrays):
@@ -234,7 +252,14 @@ def _pad_rows(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 class _Stack:
     """Models of one `stack_key`, stacked; widths padded to the widest."""
 
-    def __init__(self, jobs: list[TrainingJob], rules: StageRules, device: torch.device, dtype: torch.dtype):
+    def __init__(
+        self,
+        jobs: list[TrainingJob],
+        rules: StageRules,
+        device: torch.device,
+        dtype: torch.dtype,
+        padding: Padding | None = None,
+    ):
         self.jobs, self.rules, self.device, self.dtype = jobs, rules, device, dtype
         spec0 = jobs[0].spec
         self.depth, self.activation = spec0.num_layers, spec0.activation_type
@@ -242,6 +267,9 @@ class _Stack:
         self.K = len(jobs)
         self.widths = np.array([j.spec.neurons_per_layer for j in jobs])
         W = int(self.widths.max())
+        if padding is not None:  # the band's widest (all of a stack's models share a band), capped
+            W = max(W, min(-(-W // WIDTH_BAND) * WIDTH_BAND, padding.max_width))
+        least = padding or Padding(0, 0, 0, 0)  # rows each kind of data is padded to, at least
         dims = [spec0.input_size] + [W] * self.depth + [1]
         self.dims = dims
 
@@ -270,10 +298,10 @@ class _Stack:
         unit = torch.arange(W)[None, :] < torch.as_tensor(self.widths)[:, None]
         self.unit_mask = unit.to(device=device, dtype=dtype)[:, None, :]  # [K, 1, W]
 
-        def data(xs, ys1, ys2):
-            x, n = _pad_rows([np.asarray(a, dtype=np.int64) for a in xs])
-            y1, _ = _pad_rows([np.asarray(a, dtype=np.float64) for a in ys1])
-            y2, _ = _pad_rows([np.asarray(a, dtype=np.float64) for a in ys2])
+        def data(xs, ys1, ys2, least: int):
+            x, n = _pad_rows([np.asarray(a, dtype=np.int64) for a in xs], least)
+            y1, _ = _pad_rows([np.asarray(a, dtype=np.float64) for a in ys1], least)
+            y2, _ = _pad_rows([np.asarray(a, dtype=np.float64) for a in ys2], least)
             to = dict(device=device, dtype=dtype)
             return (
                 encode_inputs(x, spec0, dtype).to(device),
@@ -283,10 +311,16 @@ class _Stack:
             )
 
         self.x_tr, self.y1_tr, self.y2_tr, self.n_tr = data(
-            [j.x_train for j in jobs], [j.y_train_stage1 for j in jobs], [j.y_train_stage2 for j in jobs]
+            [j.x_train for j in jobs],
+            [j.y_train_stage1 for j in jobs],
+            [j.y_train_stage2 for j in jobs],
+            least.train_rows,
         )
         self.x_va, self.y1_va, self.y2_va, self.n_va = data(
-            [j.x_val for j in jobs], [j.y_val_stage1 for j in jobs], [j.y_val_stage2 for j in jobs]
+            [j.x_val for j in jobs],
+            [j.y_val_stage1 for j in jobs],
+            [j.y_val_stage2 for j in jobs],
+            least.val_rows,
         )
         rows = torch.arange(self.x_va.shape[1])[None, :] < torch.as_tensor(self.n_va)[:, None]
         self.val_mask = rows.to(device=device, dtype=dtype)
@@ -295,9 +329,14 @@ class _Stack:
         )
         if self.watch_target:
             self.x_se, self.y_se, _, n_se = data(
-                [j.x_select for j in jobs], [j.y_select for j in jobs], [j.y_select for j in jobs]
+                [j.x_select for j in jobs],
+                [j.y_select for j in jobs],
+                [j.y_select for j in jobs],
+                least.select_rows,
             )
-            groups, _ = _pad_rows([np.asarray(j.select_groups, dtype=np.int64) for j in jobs])
+            groups, _ = _pad_rows(
+                [np.asarray(j.select_groups, dtype=np.int64) for j in jobs], least.select_rows
+            )
             present = np.arange(groups.shape[1])[None, :] < n_se[:, None]
             n_groups = int(groups.max()) + 1
             one_hot = np.eye(n_groups)[groups] * present[:, :, None]  # padded rows belong to no group
@@ -354,7 +393,9 @@ class _Stack:
                 h = h * keep[layer]
             pre.append(z)
             outs.append(h)
-        logits = torch.baddbmm(params[-1][:, None, :], h, params[-2])[..., 0]
+        # The one-unit output layer as products and a sum: a matrix-vector product takes another kernel
+        # for one model than for several, with another rounding (see `Padding`).
+        logits = (h * params[-2][:, None, :, 0]).sum(-1) + params[-1]
         return logits, pre, outs
 
     def logits(self, x: torch.Tensor, params: list[torch.Tensor], models: torch.Tensor | None = None):
@@ -440,10 +481,17 @@ class _Stack:
             delta = ((torch.sigmoid(logits) - y) * row_mask / counts[:, None])[..., None]  # dL/dlogit
             grads: list[torch.Tensor] = []
             for layer in range(self.depth, -1, -1):
-                grads += [delta.sum(1).flatten(1), torch.bmm(outs[layer].transpose(1, 2), delta).flatten(1)]
+                output = layer == self.depth  # one unit: no matrix-vector products (see forward)
+                weight_grad = (
+                    (outs[layer] * delta).sum(1) if output else torch.bmm(outs[layer].transpose(1, 2), delta)
+                )
+                grads += [delta.sum(1).flatten(1), weight_grad.flatten(1)]
                 if layer == 0:
                     break
-                dh = torch.bmm(delta, self.params[2 * layer].transpose(1, 2))
+                if output:
+                    dh = delta * self.params[2 * layer][:, None, :, 0]
+                else:
+                    dh = torch.bmm(delta, self.params[2 * layer].transpose(1, 2))
                 if keep is not None:
                     dh = dh * keep[layer - 1]
                 # the activation's own output (with dropout, outs[layer] is also scaled by the mask)
@@ -524,7 +572,10 @@ class _Stack:
         training = stage < 3
         # Row order per model for this epoch; finished models get an empty order.
         seeds = [self.jobs[i].order_seed for i in self.origin]
-        order, lengths = epoch_orders(seeds, stage, epoch_in_stage, np.where(training, self.n_tr, 0))
+        # Padded to the stack's rows, so the batches' sizes never depend on which models share the stack.
+        order, lengths = epoch_orders(
+            seeds, stage, epoch_in_stage, np.where(training, self.n_tr, 0), width=self.x_tr.shape[1]
+        )
         order_t = torch.as_tensor(order, device=self.device)
         valid = torch.as_tensor(np.arange(order.shape[1])[None, :] < lengths[:, None], device=self.device)
         stage1 = torch.as_tensor(stage == 1, device=self.device)[:, None]
@@ -537,7 +588,7 @@ class _Stack:
         row_mask_epoch = valid.to(self.dtype)
         loss_sum = torch.zeros(K, dtype=self.dtype, device=self.device)
         batch_losses = []
-        for s in range(0, int(lengths.max()), B):
+        for s in range(0, int(lengths.max()), B):  # steps no model takes are left out: they change nothing
             row_mask = row_mask_epoch[:, s : s + B]
             step_loss = self.step(x_epoch[:, s : s + B], y_epoch[:, s : s + B], row_mask, lengths > s, lr)
             loss_sum += step_loss

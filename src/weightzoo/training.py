@@ -15,12 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from weightzoo.cohort import CohortStats, StageRules, TrainingJob, TrainingResult, train_cohort
+from weightzoo.cohort import CohortStats, Padding, StageRules, TrainingJob, TrainingResult, train_cohort
 from weightzoo.config import Config, ValidationSection
 from weightzoo.examples import NEGATIVE, ExamplePlan, plan_example
 from weightzoo.model import encode_inputs, predict_logits
 from weightzoo.monitoring import CURVE_SAMPLE
 from weightzoo.quantize import apply_precision_and_quantization
+from weightzoo.subject_data import dataset_sizes
 from weightzoo.validation import Thresholds, Verdict, judge
 
 
@@ -52,6 +53,27 @@ def stage_rules(cfg: Config) -> StageRules:
             else None
         ),
     )
+
+
+def stack_padding(cfg: Config) -> Padding:
+    """The largest data any example of this config can have (its widest model, most training,
+    validation and selection rows): every stack is padded to these, so an example's training never
+    depends on which examples it was trained beside."""
+    pat = cfg.dataset.patterns
+    train = val = 0
+    for k in range(pat.min_patterns_per_batch, pat.max_patterns_per_batch + 1):
+        sizes = dataset_sizes(
+            k,
+            pat.target_total_examples,
+            pat.negative_ratio,
+            pat.samples_per_pattern.min,
+            pat.max_total_examples,
+        )
+        n = k * sizes.per_pattern + sizes.negatives
+        n_val = round(n * cfg.training.validation_split)  # as plan_example splits
+        train, val = max(train, n - n_val), max(val, n_val)
+    select = (pat.max_patterns_per_batch + 1) * cfg.validation.test_set_size
+    return Padding(cfg.model.neurons_per_layer.max, train, val, select)
 
 
 def thresholds(cfg: Config) -> Thresholds:
@@ -145,7 +167,7 @@ def train_examples(
             if plan.index in watched:
                 job.snapshot_epochs, job.snapshot_optimizer = True, checkpoint.save_optimizer_state
     lap("plan")
-    results = train_cohort(jobs, stage_rules(cfg), device=device, stats=stats)
+    results = train_cohort(jobs, stage_rules(cfg), device=device, stats=stats, padding=stack_padding(cfg))
     lap("train")
     rules = thresholds(cfg)
     out = []
