@@ -9,8 +9,9 @@ per-cohort figures to TensorBoard under `metrics.dir`.
 
 Examples are grouped in fixed cohorts of `pipeline.checkpoint_interval` indices (cohort k holds indices
 k·size …), each cohort in fixed work units of at most `UNIT_SIZE` indices (split evenly), and each
-unit in `UNIT_PARTS` parts of whole stacks (`unit_parts`), so which examples exist and every byte of
-them depends only on the config and the seed, never on the number of workers or on timing. Workers
+unit in `UNIT_PARTS` parts of whole stacks (`unit_parts`). Which examples exist and every byte of them
+depend only on the config and the seed, never on the number of workers, on timing, or on the units and
+parts (an example trains to the same bits beside any others: `cohort.Padding`). Workers
 train parts, in index order; a finished part is staged under `.units/`. A cohort whose parts are all
 staged is written as two files, each atomically (a temporary file, then a rename):
 `rejected/cohort-K.parquet`, then `data/cohort-K.parquet`, rows in index order; its staged parts are
@@ -238,11 +239,11 @@ def unit_parts(cfg: Config, indices: range, parts: int = UNIT_PARTS) -> list[lis
     """A unit's examples in `parts` groups of whole stacks (the models that train together,
     `cohort.stack_key`), the largest stacks first, each to the part with the least work so far.
 
-    A stack holds the same models whichever part trains it, so every byte of every example is the same
-    for any number of parts. Parts let the workers share each unit: the run needs whole units, and
-    without parts the last one would be trained by one worker while the other waits or works beyond
-    the end. Measured on the seed's config (500 accepted, 2 workers, runs alternated): one part 10.6
-    and 11.9 accepted examples/s, two parts 12.8 and 14.0."""
+    An example's training does not depend on which examples share its stack (`cohort.Padding`), so
+    every byte of every example is the same for any number of parts. Parts let the workers share each
+    unit: the run needs whole units, and without parts the last one would be trained by one worker
+    while the other waits or works beyond the end. Measured on the seed's config (500 accepted, 2
+    workers, runs alternated): one part 10.6 and 11.9 accepted examples/s, two parts 12.8 and 14.0."""
     from weightzoo.cohort import stack_key
     from weightzoo.examples import example_spec
 
