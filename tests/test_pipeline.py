@@ -172,6 +172,17 @@ def test_another_configs_output_folder_is_a_clear_error(one_worker):
         run_data_gen(changed, workers=1, log=lambda _: None, cohort_size=COHORT)
 
 
+def test_another_versions_output_folder_is_a_clear_error(tmp_path):
+    """A folder started by another version is not resumed: it may train the same examples to other bits."""
+    cfg = tiny_config(tmp_path)
+    info_path = cfg.pipeline.output_dir / "dataset_info.json"
+    info_path.parent.mkdir(parents=True)
+    info = {"weightzoo_version": "0.0.1", "config_hash": cfg.config_hash}
+    info_path.write_text(json.dumps(info))
+    with pytest.raises(UserError, match=r"weightzoo_version 0\.0\.1, here \d"):
+        run_data_gen(cfg, workers=1, log=lambda _: None, cohort_size=COHORT)
+
+
 def test_a_missing_signature_file_is_a_clear_error(tmp_path):
     cfg = tiny_config(tmp_path)
     cfg.signature.dataset_path.unlink()

@@ -162,6 +162,7 @@ def _check_output(cfg: Config, probe: ProbeSet, cohort_size: int, unit_size: int
     if info_path.exists():
         info = json.loads(info_path.read_text())
         here = {
+            "weightzoo_version": __version__,  # another version may train the same example to other bits
             "config_hash": cfg.config_hash,
             "signature_hash": probe.content_hash,
             "cohort_size": cohort_size,
@@ -175,7 +176,8 @@ def _check_output(cfg: Config, probe: ProbeSet, cohort_size: int, unit_size: int
         ]
         if differ:
             raise UserError(
-                f"{out} holds a dataset made with another config, signature file or cohort layout "
+                f"{out} holds a dataset made with another config, signature file, cohort layout or "
+                f"weightzoo version "
                 f"({'; '.join(differ)}); use another pipeline.output_dir or remove that folder"
             )
     else:
