@@ -30,7 +30,7 @@ from weightzoo.config import load_config
 from weightzoo.examples import plan_example
 from weightzoo.model import build_model, encode_inputs
 from weightzoo.pools import build_pools
-from weightzoo.training import stage_rules, training_job
+from weightzoo.training import stack_padding, stage_rules, training_job
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs/seed_example.yaml"
 
@@ -74,12 +74,12 @@ def main() -> None:
     cfg = load_config(CONFIG)
     pools = build_pools(cfg.space, cfg.dataset.patterns.enabled_patterns, cfg.dataset.patterns.pool_size, 0)
     jobs = [training_job(plan_example(cfg, pools, i), cfg.validation) for i in range(args.examples)]
-    rules = stage_rules(cfg)
+    rules, padding = stage_rules(cfg), stack_padding(cfg)  # as run-data-gen trains
 
     stats = CohortStats()
     results: list[TrainingResult] = []
     for start in range(0, len(jobs), args.cohort):
-        results += train_cohort(jobs[start : start + args.cohort], rules, stats=stats)
+        results += train_cohort(jobs[start : start + args.cohort], rules, stats=stats, padding=padding)
     epochs = np.mean([r.stage1_epochs + r.stage2_epochs for r in results])
     print(
         f"engine: {stats.models_per_second:.1f} models/s ({stats.models} models in cohorts of {args.cohort}, "
