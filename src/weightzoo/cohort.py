@@ -250,7 +250,7 @@ def _pad_rows(arrays: list[np.ndarray], rows: int = 0) -> tuple[np.ndarray, np.n
 
 
 class _Stack:
-    """Models of one `stack_key`, stacked; widths padded to the widest."""
+    """Models of one `stack_key`, stacked; widths and rows padded to the largest, or to `Padding`."""
 
     def __init__(
         self,

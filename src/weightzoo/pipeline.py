@@ -297,7 +297,7 @@ def run_unit(
     enabled = tuple(cfg.dataset.patterns.enabled_patterns)
     probe = read_probe_file(cfg.signature.dataset_path, cfg.space, enabled)
     pools = shared_pools(cfg.space, enabled, cfg.dataset.patterns.pool_size, cfg.pipeline.random_seed)
-    lap("plan")  # reading the probe file and the pools: cached after a worker's first part
+    lap("plan")  # reading the probe file, and building the pools (once per worker)
     examples = train_examples(cfg, pools, indices, watched=watched, seconds=seconds)
     clock = time.perf_counter()
     kept = [e for e in examples if e.verdict.accepted]
