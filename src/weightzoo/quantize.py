@@ -50,6 +50,8 @@ def apply_precision_and_quantization(
 ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     """Round to `precision`, then quantize each tensor; returns float32 tensors and per-tensor scales."""
     dtype = PRECISIONS[precision]
+    if dtype == torch.float32 and method == "none":  # nothing to round or quantize: copies, as below
+        return {name: w.to(torch.float32).clone() for name, w in weights.items()}, dict.fromkeys(weights, 1.0)
     out, scales = {}, {}
     for name, w in weights.items():
         rounded = w.to(dtype).to(torch.float32)

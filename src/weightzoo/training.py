@@ -122,16 +122,23 @@ def _selection(plan: ExamplePlan, validation: ValidationSection) -> dict:
     }
 
 
-def group_accuracy(plan: ExamplePlan, weights: dict[str, torch.Tensor]) -> dict[str, float]:
-    """Held-out accuracy per selected pattern, on negatives, and overall."""
-    predicted = (
-        predict_logits(plan.spec, weights, encode_inputs(plan.test.sequences, plan.spec)) > 0
-    ).numpy()
-    correct = predicted == plan.test.labels.astype(bool)
+def held_out_inputs(plan: ExamplePlan) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
+    """The held-out test set's encoded inputs and each group's rows: the same for both checkpoints."""
     groups = np.array(plan.test.groups)
-    accuracy = {
-        g: float(correct[groups == g].mean()) for g in (*plan.selected, NEGATIVE) if (groups == g).any()
-    }
+    masks = {g: groups == g for g in (*plan.selected, NEGATIVE)}
+    return encode_inputs(plan.test.sequences, plan.spec), {g: m for g, m in masks.items() if m.any()}
+
+
+def group_accuracy(
+    plan: ExamplePlan,
+    weights: dict[str, torch.Tensor],
+    inputs: tuple[torch.Tensor, dict[str, np.ndarray]] | None = None,
+) -> dict[str, float]:
+    """Held-out accuracy per selected pattern, on negatives, and overall. `inputs`: `held_out_inputs`
+    of the plan, when already made."""
+    x, masks = inputs or held_out_inputs(plan)
+    correct = (predict_logits(plan.spec, weights, x) > 0).numpy() == plan.test.labels.astype(bool)
+    accuracy = {g: float(correct[m].mean()) for g, m in masks.items()}
     accuracy["overall"] = float(correct.mean())
     return accuracy
 
@@ -173,11 +180,12 @@ def train_examples(
     out = []
     for plan, result in zip(plans, results, strict=True):
         stored, scales, accuracy = {}, {}, {}
+        inputs = held_out_inputs(plan)
         for which in ("degraded", "improved"):
             stored[which], scales[which] = apply_precision_and_quantization(
                 getattr(result, which), cfg.model.precision, cfg.model.quantization
             )
-            accuracy[which] = group_accuracy(plan, stored[which])
+            accuracy[which] = group_accuracy(plan, stored[which], inputs)
         verdict = judge(
             plan.target,
             accuracy["degraded"],
