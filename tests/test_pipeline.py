@@ -27,7 +27,17 @@ from weightzoo.examples import example_spec
 from weightzoo.files import write_json_atomic
 from weightzoo.formatting import parse_weights
 from weightzoo.model import ModelSpec, build_model
-from weightzoo.pipeline import cohort_path, run_data_gen, unit_bounds, unit_parts
+from weightzoo.pipeline import (
+    SPLIT_AFTER,
+    SPLIT_LEAST_REST,
+    _piece_end,
+    _Tally,
+    cohort_path,
+    run_data_gen,
+    run_unit,
+    unit_bounds,
+    unit_parts,
+)
 from weightzoo.probe_sets import make_signature_set
 from weightzoo.rows import SCHEMA
 
@@ -517,33 +527,33 @@ def test_a_run_stopped_mid_cohort_keeps_its_finished_units_and_resumes(in_units,
     out = twin.pipeline.output_dir
     real, calls = pipeline.run_unit, []
 
-    def dies_in_cohort_1_unit_2_part_1(cfg, cohort, unit, part, *args):
-        calls.append((cohort, unit, part))
-        if (cohort, unit, part) == (1, 2, 1):
+    def dies_in_cohort_1_unit_2_part_1(cfg, cohort, piece, part, *args):
+        calls.append((cohort, piece, part))
+        if (cohort, piece, part) == (1, (13, 16), 1):  # cohort 1: units 8-9, 10-12, 13-15
             raise RuntimeError("killed")
-        return real(cfg, cohort, unit, part, *args)
+        return real(cfg, cohort, piece, part, *args)
 
     monkeypatch.setattr(pipeline, "run_unit", dies_in_cohort_1_unit_2_part_1)
     with pytest.raises(UserError, match="cohort 1 failed"):
         run_data_gen(twin, workers=1, log=lambda _: None, cohort_size=COHORT, unit_size=UNIT)
     staged = sorted(p.name for p in (out / ".units" / "data").glob("*.arrow"))
     assert staged == [
-        "cohort-00001-unit-000-part-0.arrow",
-        "cohort-00001-unit-000-part-1.arrow",
-        "cohort-00001-unit-001-part-0.arrow",
-        "cohort-00001-unit-001-part-1.arrow",
-        "cohort-00001-unit-002-part-0.arrow",
+        "cohort-00001-from-000000008-to-000000010-part-0.arrow",
+        "cohort-00001-from-000000008-to-000000010-part-1.arrow",
+        "cohort-00001-from-000000010-to-000000013-part-0.arrow",
+        "cohort-00001-from-000000010-to-000000013-part-1.arrow",
+        "cohort-00001-from-000000013-to-000000016-part-0.arrow",
     ]
     assert cohort_path(out, "data", 0).exists() and not cohort_path(out, "data", 1).exists()
     calls.clear()
 
-    def counted(cfg, cohort, unit, part, *args):
-        calls.append((cohort, unit, part))
-        return real(cfg, cohort, unit, part, *args)
+    def counted(cfg, cohort, piece, part, *args):
+        calls.append((cohort, piece, part))
+        return real(cfg, cohort, piece, part, *args)
 
     monkeypatch.setattr(pipeline, "run_unit", counted)
     run_data_gen(twin, workers=1, log=lambda _: None, cohort_size=COHORT, unit_size=UNIT)
-    assert calls[0] == (1, 2, 1)  # the staged parts were not trained again
+    assert calls[0] == (1, (13, 16), 1)  # the staged parts were not trained again
     assert shard_bytes(out) == shard_bytes(cfg.pipeline.output_dir)
     assert not (out / ".units").exists()
 
@@ -556,6 +566,101 @@ def test_any_unit_size_writes_the_same_bytes(in_units, one_worker, tmp_path):
     run_data_gen(alone, workers=1, log=lambda _: None, cohort_size=COHORT, unit_size=1)
     assert shard_bytes(cfg.pipeline.output_dir) == shard_bytes(whole_cohorts.pipeline.output_dir)
     assert shard_bytes(alone.pipeline.output_dir) == shard_bytes(cfg.pipeline.output_dir)
+
+
+RUN_UNIT = run_unit  # the real one, whatever a test patches in
+
+
+@pytest.fixture
+def eager_cuts(monkeypatch):
+    """Cut units on little history, with no slack: the tiny runs here then cut their last unit."""
+    import weightzoo.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "SPLIT_AFTER", COHORT)
+    monkeypatch.setattr(pipeline, "SPLIT_SLACK", 0)
+    monkeypatch.setattr(pipeline, "SPLIT_LEAST_REST", 1)
+
+
+def recording_units(monkeypatch, fail=lambda cohort, piece, part: False) -> list[tuple]:
+    """Record every part run_unit is asked to train; raise where `fail` says."""
+    import weightzoo.pipeline as pipeline
+
+    real, calls = RUN_UNIT, []
+
+    def recorded(cfg, cohort, piece, part, *args):
+        calls.append((cohort, piece, part))
+        if fail(cohort, piece, part):
+            raise RuntimeError("killed")
+        return real(cfg, cohort, piece, part, *args)
+
+    monkeypatch.setattr(pipeline, "run_unit", recorded)
+    return calls
+
+
+def test_the_last_unit_is_trained_prefix_first_and_changes_no_byte(
+    one_worker, tmp_path, monkeypatch, eager_cuts
+):
+    cfg, summary = one_worker
+    twin = tiny_config(tmp_path)
+    calls = recording_units(monkeypatch)
+    run_data_gen(twin, workers=1, log=lambda _: None, cohort_size=COHORT)
+    pieces = sorted({piece for _, piece, _ in calls})
+    cut = [(a, b) for a, b in pieces if b - a < COHORT]
+    assert cut == [(16, 21)]  # the last unit's prefix: the examples the run likely needs, and a margin
+    assert pieces[-1] == (16, 21)  # ... and it held the 12th accepted: the rest was never trained
+    assert shard_bytes(twin.pipeline.output_dir) == shard_bytes(cfg.pipeline.output_dir)
+    assert summary.cohorts * COHORT == 24  # without the cut the run trained three whole units
+
+
+def test_two_workers_cutting_units_as_their_timing_allows_write_the_same_bytes(
+    one_worker, tmp_path, eager_cuts
+):
+    cfg, _ = one_worker
+    twin = tiny_config(tmp_path)
+    run_data_gen(twin, workers=2, log=lambda _: None, cohort_size=COHORT)
+    assert shard_bytes(twin.pipeline.output_dir) == shard_bytes(cfg.pipeline.output_dir)
+
+
+def test_a_run_killed_in_a_cut_unit_resumes_with_its_cut(one_worker, tmp_path, monkeypatch, eager_cuts):
+    """A resumed run takes the pieces an earlier run staged, even where it would cut otherwise."""
+    import weightzoo.pipeline as pipeline
+
+    cfg, _ = one_worker
+    twin = tiny_config(tmp_path)
+    out = twin.pipeline.output_dir
+    recording_units(monkeypatch, fail=lambda cohort, piece, part: piece == (16, 21) and part == 1)
+    with pytest.raises(UserError, match="cohort 2 failed"):
+        run_data_gen(twin, workers=1, log=lambda _: None, cohort_size=COHORT)
+    staged = sorted(p.name for p in (out / ".units" / "data").glob("*.arrow"))
+    assert staged == ["cohort-00002-from-000000016-to-000000021-part-0.arrow"]
+    monkeypatch.setattr(pipeline, "SPLIT_AFTER", 10**9)  # left to itself, this run would not cut
+    calls = recording_units(monkeypatch)
+    run_data_gen(twin, workers=1, log=lambda _: None, cohort_size=COHORT)
+    assert calls == [(2, (16, 21), 1)]  # the staged part kept, the cut adopted, nothing else trained
+    assert shard_bytes(out) == shard_bytes(cfg.pipeline.output_dir)
+    assert not (out / ".units").exists()
+
+
+@given(
+    start=st.integers(0, 5000),
+    size=st.integers(1, 300),
+    accepted=st.integers(0, 3000),
+    attempted=st.integers(0, 6000),
+    in_flight=st.integers(0, 600),
+    target=st.integers(1, 5000),
+)
+def test_a_unit_is_cut_only_to_a_prefix_that_likely_holds_what_the_run_needs(
+    start, size, accepted, attempted, in_flight, target
+):
+    accepted = min(accepted, attempted)
+    tally = _Tally(accepted, attempted, max(0, start - in_flight))
+    end = _piece_end(start, start + size, tally, target)
+    assert start < end <= start + size
+    if end < start + size:  # cut: enough history, a run still short of its target, room left after
+        rate = accepted / attempted
+        expected = accepted + rate * (start - tally.through) + rate * (end - start)
+        assert attempted >= SPLIT_AFTER and expected >= target  # the prefix likely holds the target
+        assert start + size - end >= SPLIT_LEAST_REST
 
 
 @pytest.mark.parametrize("parts", [1, 3])

@@ -17,8 +17,10 @@ staged is written as two files, each atomically (a temporary file, then a rename
 `rejected/cohort-K.parquet`, then `data/cohort-K.parquet`, rows in index order; its staged parts are
 then removed. A cohort whose data file exists is done, and so is a staged part: a restarted run skips
 both. `output_dataset_length` counts accepted examples: the dataset is the first N accepted in index
-order, so the run stops after the unit holding the Nth, the last cohort is cut to the examples up to it
-when the run finishes, and `dataset_info.json` records it complete.
+order, so the run stops after the piece of a unit holding the Nth, the last cohort is cut to the
+examples up to it when the run finishes, and `dataset_info.json` records it complete. A unit in which
+the run will likely end is cut in two pieces (`_piece_end`): the rest is trained only if the first
+falls short. Staged parts are named by their pieces' index ranges, and a resumed run adopts them.
 
 Why units and parts: a cohort of 1,000 examples takes one worker about half a minute, and a run needs
 whole cohorts; with units of 250 the two workers of a 2-core machine share the cohorts a run needs,
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import shutil
 import signal
@@ -267,15 +270,67 @@ def unit_parts(cfg: Config, indices: range, parts: int = UNIT_PARTS) -> list[lis
     return [sorted(group) for group in groups]
 
 
-def unit_path(out: Path, kind: str, cohort: int, unit: int, part: int) -> Path:
-    return out / UNITS / kind / f"cohort-{cohort:05d}-unit-{unit:03d}-part-{part}.arrow"
+def unit_path(out: Path, kind: str, cohort: int, piece: tuple[int, int], part: int) -> Path:
+    """A staged part of a piece of a unit: the indices start … end-1, named by them, so that a resumed
+    run finds what an earlier one trained whichever way it cut its units (`_piece_end`)."""
+    start, end = piece
+    return out / UNITS / kind / f"cohort-{cohort:05d}-from-{start:09d}-to-{end:09d}-part-{part}.arrow"
+
+
+def _staged_pieces(out: Path, cohort: int) -> dict[int, int]:
+    """The pieces of a cohort an earlier run staged parts of: start -> end (the shortest, if several)."""
+    ends: dict[int, int] = {}
+    for path in (out / UNITS / "data").glob(f"cohort-{cohort:05d}-from-*-part-*.arrow"):
+        fields = path.stem.split("-")  # cohort, C, from, START, to, END, part, P
+        start, end = int(fields[3]), int(fields[5])
+        ends[start] = min(end, ends.get(start, end))
+    return ends
+
+
+SPLIT_AFTER = 200  # examples counted before the run predicts where it will end
+SPLIT_MARGIN = 1.3  # a predicted prefix is this much longer than the examples it likely needs,
+SPLIT_SLACK = 16  # ... and this many more
+SPLIT_LEAST_REST = 32  # a unit is not cut to leave fewer than this many for later
+
+
+@dataclass
+class _Tally:
+    """What the run has counted, in index order: every index below `through` is counted."""
+
+    accepted: int = 0
+    attempted: int = 0
+    through: int = 0
+    enough: bool = False
+
+
+def _piece_end(start: int, end: int, tally: _Tally, target: int) -> int:
+    """Where the first piece of the unit start … end-1 ends: the unit's end, or, when the run will
+    likely reach its target inside the unit, the end of a prefix holding the examples it likely needs
+    (with a margin). The rest of the unit is then trained only if the prefix falls short, rather than
+    always (a run trains whole pieces). An example trains to the same bits in any piece (`cohort.Padding`),
+    so where a unit is cut changes no byte; it depends on how far the run has counted when the unit
+    comes up, i.e. on timing, and a resumed run adopts the cuts it finds staged."""
+    if tally.attempted < SPLIT_AFTER or tally.accepted == 0:
+        return end
+    rate = tally.accepted / tally.attempted
+    needed = target - tally.accepted - rate * (start - tally.through)  # beyond those still in flight
+    if needed <= 0:
+        return end
+    cut = start + math.ceil(needed / rate * SPLIT_MARGIN) + SPLIT_SLACK
+    return cut if cut <= end - SPLIT_LEAST_REST else end
 
 
 def run_unit(
-    cfg: Config, cohort: int, unit: int, part: int, indices: list[int], threads: int, watched: list[int]
+    cfg: Config,
+    cohort: int,
+    piece: tuple[int, int],
+    part: int,
+    indices: list[int],
+    threads: int,
+    watched: list[int],
 ) -> CohortReport:
-    """Plan, train, judge, sign and format one part of a work unit and stage its rows. `watched`: the
-    examples whose curves (and checkpoints) are recorded."""
+    """Plan, train, judge, sign and format one part of a piece of a work unit and stage its rows.
+    `watched`: the examples whose curves (and checkpoints) are recorded."""
     import torch
 
     from weightzoo.checkpoints import write_snapshots
@@ -317,7 +372,7 @@ def run_unit(
     rejected = [rejected_row(e) for e in examples if not e.verdict.accepted]
     lap("format")
     out = cfg.pipeline.output_dir
-    rejected_path, data_path = (unit_path(out, kind, cohort, unit, part) for kind in ("rejected", "data"))
+    rejected_path, data_path = (unit_path(out, kind, cohort, piece, part) for kind in ("rejected", "data"))
     _stage_atomic(pa.Table.from_pylist(rejected, schema=REJECTED_SCHEMA), rejected_path)
     _stage_atomic(pa.Table.from_pylist(rows, schema=SCHEMA), data_path)
     lap("write")
@@ -335,26 +390,26 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / unit
 
 
-def _staged(out: Path, cohort: int, unit: int, part: int) -> CohortReport | None:
+def _staged(out: Path, cohort: int, piece: tuple[int, int], part: int) -> CohortReport | None:
     """The report of a part staged by an earlier run, or None."""
-    data, rejected = (unit_path(out, kind, cohort, unit, part) for kind in ("data", "rejected"))
+    data, rejected = (unit_path(out, kind, cohort, piece, part) for kind in ("data", "rejected"))
     if not (data.exists() and rejected.exists()):
         return None
     kept = _staged_rows(data)
     return CohortReport(kept, kept + _staged_rows(rejected), {})
 
 
-def _write_cohort(out: Path, cohort: int, units: int) -> None:
-    """A cohort's shards from the staged parts of its first `units` units, rows in index order
-    (rejected first); then the parts go."""
-    parts = [(u, p) for u in range(units) for p in range(UNIT_PARTS)]
+def _write_cohort(out: Path, cohort: int, pieces: list[tuple[int, int]]) -> None:
+    """A cohort's shards from the staged parts of its `pieces`, rows in index order (rejected first);
+    then every staged part of the cohort goes (with any an earlier run cut otherwise)."""
+    parts = [(piece, p) for piece in pieces for p in range(UNIT_PARTS)]
     for kind in ("rejected", "data"):
-        tables = [_read_staged(unit_path(out, kind, cohort, u, p)) for u, p in parts]
+        tables = [_read_staged(unit_path(out, kind, cohort, piece, p)) for piece, p in parts]
         table = pa.concat_tables(tables).sort_by("example_id").combine_chunks()
         write_table_atomic(table, cohort_path(out, kind, cohort))
     for kind in ("rejected", "data"):
-        for u, p in parts:
-            unit_path(out, kind, cohort, u, p).unlink()
+        for path in (out / UNITS / kind).glob(f"cohort-{cohort:05d}-*.arrow"):
+            path.unlink()
 
 
 def _done(out: Path, cohort: int) -> CohortReport | None:
@@ -457,39 +512,56 @@ def _failure_named(cohort: int) -> Iterator[None]:
 
 @dataclass
 class _Task:
-    """One part of a work unit, in run order; `report` is set when it needs no work (staged, or its
-    cohort written)."""
+    """One part of a piece of a work unit, in run order; `report` is set when it needs no work (staged,
+    or its cohort written)."""
 
     cohort: int
-    unit: int  # -1: the whole cohort, already written
+    piece: tuple[int, int] | None  # start, end; None: the whole cohort, already written
     part: int
     indices: list[int]
     watched: list[int]  # the examples whose curves are recorded
-    unit_done: bool  # the unit's last part
+    piece_done: bool  # the piece's last part
     last: bool  # the cohort's last part
     report: CohortReport | None
 
 
-def _tasks_in_order(cfg: Config, out: Path, cohort_size: int, unit_size: int) -> Iterator[_Task]:
+def _tasks_in_order(
+    cfg: Config, out: Path, cohort_size: int, unit_size: int, tally: _Tally, target: int
+) -> Iterator[_Task | None]:
+    """The parts to train, in index order. None: the next ones wait until `tally` has counted further
+    (the rest of a unit cut by `_piece_end`, trained only if the run still needs it)."""
     for cohort in itertools.count():
         done = _done(out, cohort)
         if done is not None:
-            yield _Task(cohort, -1, 0, [], [], True, True, done)
+            yield _Task(cohort, None, 0, [], [], True, True, done)
             continue
         bounds = unit_bounds(cohort, cohort_size, unit_size)
         watched = list(bounds[0][:CURVE_SAMPLE])  # a cohort's first examples: curves and checkpoints
-        for unit, indices in enumerate(bounds):
-            for part, members in enumerate(unit_parts(cfg, indices, UNIT_PARTS)):
-                yield _Task(
-                    cohort,
-                    unit,
-                    part,
-                    members,
-                    [i for i in watched if i in members],
-                    part == UNIT_PARTS - 1,
-                    unit == len(bounds) - 1 and part == UNIT_PARTS - 1,
-                    _staged(out, cohort, unit, part),
+        staged = _staged_pieces(out, cohort)
+        for unit in bounds:
+            start = unit.start
+            while start < unit.stop:
+                end = staged.get(start) or (
+                    _piece_end(start, unit.stop, tally, target) if start == unit.start else unit.stop
                 )
+                piece = (start, min(end, unit.stop))
+                for part, members in enumerate(unit_parts(cfg, range(*piece), UNIT_PARTS)):
+                    yield _Task(
+                        cohort,
+                        piece,
+                        part,
+                        members,
+                        [i for i in watched if i in members],
+                        part == UNIT_PARTS - 1,
+                        piece[1] == bounds[-1].stop and part == UNIT_PARTS - 1,
+                        _staged(out, cohort, piece, part),
+                    )
+                start = piece[1]
+                if start < unit.stop:
+                    while tally.through < start:  # the rest of the unit: only if the prefix falls short
+                        yield None
+                    if tally.enough:
+                        return
 
 
 def _generate(
@@ -517,23 +589,27 @@ def _generate(
         if workers > 1
         else _InProcess()
     )
-    stream = _tasks_in_order(cfg, out, cohort_size, unit_size)
+    tally = _Tally()
+    stream = _tasks_in_order(cfg, out, cohort_size, unit_size, tally, target)
     ahead: deque[_Task] = deque()  # tasks taken from the stream, not yet counted
-    running: dict[tuple[int, int, int], Future] = {}
-    enough = False  # counted at the end of a unit only: its parts interleave its indices
+    running: dict[tuple, Future] = {}
+    pieces: list[tuple[int, int]] = []  # the current cohort's pieces counted so far
+    enough = False  # counted at the end of a piece only: its parts interleave its indices
     with executor as pool, _workers_stopped_on_error(pool):
         while not enough:
             # Keep two parts per worker process submitted, the next ones in index order: a worker that
             # finishes early starts the next part at once rather than wait for the oldest to be counted.
             while sum(item.report is None for item in ahead) < (2 * workers if workers > 1 else 1):
                 item = next(stream)
+                if item is None:  # the next parts wait for the ones ahead to be counted
+                    break
                 ahead.append(item)
                 if item.report is None:
-                    running[item.cohort, item.unit, item.part] = _submit(
+                    running[item.cohort, item.piece, item.part] = _submit(
                         pool,
                         run_unit,
                         cfg,
-                        *(item.cohort, item.unit, item.part),
+                        *(item.cohort, item.piece, item.part),
                         item.indices,
                         threads,
                         item.watched,
@@ -542,7 +618,7 @@ def _generate(
             report = item.report
             if report is None:
                 with _failure_named(item.cohort):
-                    report = running.pop((item.cohort, item.unit, item.part)).result()
+                    report = running.pop((item.cohort, item.piece, item.part)).result()
             accepted += report.accepted
             attempted += report.attempted
             for stage, spent in report.seconds.items():
@@ -551,14 +627,24 @@ def _generate(
             if report.monitor is not None:
                 summaries.append(report.monitor)
             seconds = time.perf_counter() - start
-            if not item.unit_done:
+            if not item.piece_done:
                 continue
             progress.update(accepted, attempted, seconds)
             enough = accepted >= target
+            through = item.piece[1] if item.piece is not None else (item.cohort + 1) * cohort_size
+            tally.accepted, tally.attempted, tally.through, tally.enough = (
+                accepted,
+                attempted,
+                through,
+                enough,
+            )
+            if item.piece is not None:
+                pieces.append(item.piece)
             if not (item.last or enough):
                 continue
-            if item.unit >= 0:
-                _write_cohort(out, item.cohort, item.unit + 1)
+            if item.piece is not None:
+                _write_cohort(out, item.cohort, pieces)
+            pieces = []
             if summaries:
                 monitor.cohort(item.cohort, merge_summaries(summaries))
             summaries = []
