@@ -519,66 +519,7 @@ def test_two_workers_sharing_cohorts_write_the_same_bytes(in_units, tmp_path):
     assert shard_bytes(twin.pipeline.output_dir) == shard_bytes(cfg.pipeline.output_dir)
 
 
-def test_a_run_stopped_mid_cohort_keeps_its_finished_units_and_resumes(in_units, tmp_path, monkeypatch):
-    import weightzoo.pipeline as pipeline
-
-    cfg, _ = in_units
-    twin = tiny_config(tmp_path)
-    out = twin.pipeline.output_dir
-    real, calls = pipeline.run_unit, []
-
-    def dies_in_cohort_1_unit_2_part_1(cfg, cohort, piece, part, *args):
-        calls.append((cohort, piece, part))
-        if (cohort, piece, part) == (1, (13, 16), 1):  # cohort 1: units 8-9, 10-12, 13-15
-            raise RuntimeError("killed")
-        return real(cfg, cohort, piece, part, *args)
-
-    monkeypatch.setattr(pipeline, "run_unit", dies_in_cohort_1_unit_2_part_1)
-    with pytest.raises(UserError, match="cohort 1 failed"):
-        run_data_gen(twin, workers=1, log=lambda _: None, cohort_size=COHORT, unit_size=UNIT)
-    staged = sorted(p.name for p in (out / ".units" / "data").glob("*.arrow"))
-    assert staged == [
-        "cohort-00001-from-000000008-to-000000010-part-0.arrow",
-        "cohort-00001-from-000000008-to-000000010-part-1.arrow",
-        "cohort-00001-from-000000010-to-000000013-part-0.arrow",
-        "cohort-00001-from-000000010-to-000000013-part-1.arrow",
-        "cohort-00001-from-000000013-to-000000016-part-0.arrow",
-    ]
-    assert cohort_path(out, "data", 0).exists() and not cohort_path(out, "data", 1).exists()
-    calls.clear()
-
-    def counted(cfg, cohort, piece, part, *args):
-        calls.append((cohort, piece, part))
-        return real(cfg, cohort, piece, part, *args)
-
-    monkeypatch.setattr(pipeline, "run_unit", counted)
-    run_data_gen(twin, workers=1, log=lambda _: None, cohort_size=COHORT, unit_size=UNIT)
-    assert calls[0] == (1, (13, 16), 1)  # the staged parts were not trained again
-    assert shard_bytes(out) == shard_bytes(cfg.pipeline.output_dir)
-    assert not (out / ".units").exists()
-
-
-def test_any_unit_size_writes_the_same_bytes(in_units, one_worker, tmp_path):
-    """An example's training does not depend on the examples trained beside it (fixed padding), so the
-    work units, here of 3, of 8 (a whole cohort) and of 1 (every model alone), change no byte."""
-    (cfg, _), (whole_cohorts, _) = in_units, one_worker
-    alone = tiny_config(tmp_path)
-    run_data_gen(alone, workers=1, log=lambda _: None, cohort_size=COHORT, unit_size=1)
-    assert shard_bytes(cfg.pipeline.output_dir) == shard_bytes(whole_cohorts.pipeline.output_dir)
-    assert shard_bytes(alone.pipeline.output_dir) == shard_bytes(cfg.pipeline.output_dir)
-
-
 RUN_UNIT = run_unit  # the real one, whatever a test patches in
-
-
-@pytest.fixture
-def eager_cuts(monkeypatch):
-    """Cut units on little history, with no slack: the tiny runs here then cut their last unit."""
-    import weightzoo.pipeline as pipeline
-
-    monkeypatch.setattr(pipeline, "SPLIT_AFTER", COHORT)
-    monkeypatch.setattr(pipeline, "SPLIT_SLACK", 0)
-    monkeypatch.setattr(pipeline, "SPLIT_LEAST_REST", 1)
 
 
 def recording_units(monkeypatch, fail=lambda cohort, piece, part: False) -> list[tuple]:
@@ -595,6 +536,50 @@ def recording_units(monkeypatch, fail=lambda cohort, piece, part: False) -> list
 
     monkeypatch.setattr(pipeline, "run_unit", recorded)
     return calls
+
+
+def test_a_run_stopped_mid_cohort_keeps_its_finished_units_and_resumes(in_units, tmp_path, monkeypatch):
+    cfg, _ = in_units
+    twin = tiny_config(tmp_path)
+    out = twin.pipeline.output_dir
+    # cohort 1 is units 8-9, 10-12 and 13-15: the run dies in the last one's second part
+    recording_units(monkeypatch, fail=lambda cohort, piece, part: (cohort, piece, part) == (1, (13, 16), 1))
+    with pytest.raises(UserError, match="cohort 1 failed"):
+        run_data_gen(twin, workers=1, log=lambda _: None, cohort_size=COHORT, unit_size=UNIT)
+    staged = sorted(p.name for p in (out / ".units" / "data").glob("*.arrow"))
+    assert staged == [
+        "cohort-00001-from-000000008-to-000000010-part-0.arrow",
+        "cohort-00001-from-000000008-to-000000010-part-1.arrow",
+        "cohort-00001-from-000000010-to-000000013-part-0.arrow",
+        "cohort-00001-from-000000010-to-000000013-part-1.arrow",
+        "cohort-00001-from-000000013-to-000000016-part-0.arrow",
+    ]
+    assert cohort_path(out, "data", 0).exists() and not cohort_path(out, "data", 1).exists()
+    calls = recording_units(monkeypatch)
+    run_data_gen(twin, workers=1, log=lambda _: None, cohort_size=COHORT, unit_size=UNIT)
+    assert calls[0] == (1, (13, 16), 1)  # the staged parts were not trained again
+    assert shard_bytes(out) == shard_bytes(cfg.pipeline.output_dir)
+    assert not (out / ".units").exists()
+
+
+def test_any_unit_size_writes_the_same_bytes(in_units, one_worker, tmp_path):
+    """An example's training does not depend on the examples trained beside it (fixed padding), so the
+    work units, here of 3, of 8 (a whole cohort) and of 1 (every model alone), change no byte."""
+    (cfg, _), (whole_cohorts, _) = in_units, one_worker
+    alone = tiny_config(tmp_path)
+    run_data_gen(alone, workers=1, log=lambda _: None, cohort_size=COHORT, unit_size=1)
+    assert shard_bytes(cfg.pipeline.output_dir) == shard_bytes(whole_cohorts.pipeline.output_dir)
+    assert shard_bytes(alone.pipeline.output_dir) == shard_bytes(cfg.pipeline.output_dir)
+
+
+@pytest.fixture
+def eager_cuts(monkeypatch):
+    """Cut units on little history, with no slack: the tiny runs here then cut their last unit."""
+    import weightzoo.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "SPLIT_AFTER", COHORT)
+    monkeypatch.setattr(pipeline, "SPLIT_SLACK", 0)
+    monkeypatch.setattr(pipeline, "SPLIT_LEAST_REST", 1)
 
 
 def test_the_last_unit_is_trained_prefix_first_and_changes_no_byte(
