@@ -300,7 +300,6 @@ class _Tally:
     accepted: int = 0
     attempted: int = 0
     through: int = 0
-    enough: bool = False
 
 
 def _piece_end(start: int, end: int, tally: _Tally, target: int) -> int:
@@ -560,7 +559,7 @@ def _tasks_in_order(
                 if start < unit.stop:
                     while tally.through < start:  # the rest of the unit: only if the prefix falls short
                         yield None
-                    if tally.enough:
+                    if tally.accepted >= target:
                         return
 
 
@@ -576,7 +575,7 @@ def _generate(
     start: float,
     uploader=None,
 ) -> tuple[int, int, int, dict[str, float], float]:
-    """Run the units' parts in index order, `workers` at a time, until a whole unit brings enough
+    """Run the units' parts in index order, `workers` at a time, until a whole piece brings enough
     examples; write each cohort once its units are in (or once the run has enough)."""
     target = cfg.dataset.output_dataset_length
     accepted = attempted = 0
@@ -632,12 +631,7 @@ def _generate(
             progress.update(accepted, attempted, seconds)
             enough = accepted >= target
             through = item.piece[1] if item.piece is not None else (item.cohort + 1) * cohort_size
-            tally.accepted, tally.attempted, tally.through, tally.enough = (
-                accepted,
-                attempted,
-                through,
-                enough,
-            )
+            tally.accepted, tally.attempted, tally.through = accepted, attempted, through
             if item.piece is not None:
                 pieces.append(item.piece)
             if not (item.last or enough):
