@@ -45,7 +45,6 @@ improved model.
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -65,8 +64,14 @@ _ACTIVATION_FN = {
     "sigmoid": torch.sigmoid,
     "leaky_relu": F.leaky_relu,
 }
-_SQRT_HALF = math.sqrt(0.5)
-_GELU_ALPHA = 2 / math.sqrt(math.pi) * math.sqrt(0.5) * 0.5  # 1/sqrt(2 pi), rounded as PyTorch's kernel does
+_aten = torch.ops.aten
+_ACTIVATION_BACKWARD = {  # (gradient at the output, pre-activation z, output h) -> gradient at z
+    "relu": lambda grad, z, h: _aten.threshold_backward.default(grad, h, 0),
+    "gelu": lambda grad, z, h: _aten.gelu_backward.default(grad, z),
+    "tanh": lambda grad, z, h: _aten.tanh_backward.default(grad, h),
+    "sigmoid": lambda grad, z, h: _aten.sigmoid_backward.default(grad, torch.sigmoid(z)),
+    "leaky_relu": lambda grad, z, h: _aten.leaky_relu_backward.default(grad, z, 0.01, False),
+}
 _ZERO_AT_ZERO = {"relu", "gelu", "tanh", "leaky_relu"}  # act(0) == 0: padded units need no mask
 
 
@@ -404,16 +409,7 @@ class _Stack:
     def _activation_backward(self, grad: torch.Tensor, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """Gradient at the pre-activation z from the gradient at the output h = act(z), with the same
         fused kernels autograd uses. (Padded units need no care: no gradient reaches them.)"""
-        aten = torch.ops.aten
-        if self.activation == "relu":
-            return aten.threshold_backward(grad, h, 0)
-        if self.activation == "leaky_relu":
-            return aten.leaky_relu_backward(grad, z, 0.01, False)
-        if self.activation == "tanh":
-            return aten.tanh_backward(grad, h)
-        if self.activation == "sigmoid":
-            return aten.sigmoid_backward(grad, torch.sigmoid(z))
-        return aten.gelu_backward(grad, z)
+        return _ACTIVATION_BACKWARD[self.activation](grad, z, h)
 
     def _act(self, z: torch.Tensor) -> torch.Tensor:
         return _ACTIVATION_FN[self.activation](z)
@@ -434,12 +430,23 @@ class _Stack:
             scales.append(scale.to(self.device))
         return scales
 
-    def val_loss(self, labels: torch.Tensor) -> np.ndarray:
-        """Each model's mean validation loss under `labels`."""
+    def val_loss(self, labels: torch.Tensor, which: np.ndarray | None = None) -> np.ndarray:
+        """Each model's mean validation loss under `labels`; with `which`, only those models' (NaN for
+        the others): a model's loss is the same whichever models are run beside it."""
+        x, params, mask, models = self.x_va, self.params, self.val_mask, None
+        if which is not None:
+            models = torch.as_tensor(np.flatnonzero(which), device=self.device)
+            x, labels, mask = (t.index_select(0, models) for t in (x, labels, mask))
+            params = self.views(self.flat.index_select(0, models))
         with torch.no_grad():
-            logits = self.logits(self.x_va, self.params)
+            logits = self.logits(x, params, models)
             loss = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
-            return ((loss * self.val_mask).sum(1) / self.val_mask.sum(1).clamp(min=1)).cpu().numpy()
+            mean = ((loss * mask).sum(1) / mask.sum(1).clamp(min=1)).cpu().numpy()
+        if which is None:
+            return mean
+        out = np.full(len(which), np.nan)
+        out[which] = mean
+        return out
 
     def selection_accuracy(self, which: np.ndarray) -> np.ndarray:
         """Accuracy per selection group for the models in `which`, [K, groups]: NaN for other models
@@ -658,7 +665,7 @@ class _Stack:
             self.m[sel] = 0
             self.v[sel] = 0
             self.t[sel] = 0
-        clean = self.val_loss(self.y2_va)
+        clean = self.val_loss(self.y2_va, go_on)
         st["best"] = np.where(go_on, np.inf, st["best"])  # stage 2's first epoch is its first best
         st["best_score"][go_on] = -np.inf
         if self.watch_target:
@@ -707,9 +714,9 @@ class _Stack:
     def _save(self, which: np.ndarray, ckpt: torch.Tensor, source: torch.Tensor | None = None) -> None:
         """Copy the selected models' parameters (or `source`'s) into a flat checkpoint."""
         if which.any():
-            sel = torch.as_tensor(which, device=self.device)
+            sel = torch.as_tensor(np.flatnonzero(which), device=self.device)
             with torch.no_grad():
-                ckpt[sel] = (source if source is not None else self.flat)[sel]
+                ckpt.index_copy_(0, sel, (source if source is not None else self.flat).index_select(0, sel))
 
     def _zero(self, which: np.ndarray) -> None:
         sel = torch.as_tensor(which, device=self.device)
