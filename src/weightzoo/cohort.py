@@ -430,14 +430,18 @@ class _Stack:
             scales.append(scale.to(self.device))
         return scales
 
+    def _rows(self, which: np.ndarray) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The stack rows of the models in `which`, and their parameters' views (a copy)."""
+        rows = torch.as_tensor(np.flatnonzero(which), device=self.device)
+        return rows, self.views(self.flat.index_select(0, rows))
+
     def val_loss(self, labels: torch.Tensor, which: np.ndarray | None = None) -> np.ndarray:
         """Each model's mean validation loss under `labels`; with `which`, only those models' (NaN for
         the others): a model's loss is the same whichever models are run beside it."""
         x, params, mask, models = self.x_va, self.params, self.val_mask, None
         if which is not None:
-            models = torch.as_tensor(np.flatnonzero(which), device=self.device)
+            models, params = self._rows(which)
             x, labels, mask = (t.index_select(0, models) for t in (x, labels, mask))
-            params = self.views(self.flat.index_select(0, models))
         with torch.no_grad():
             logits = self.logits(x, params, models)
             loss = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
@@ -451,10 +455,9 @@ class _Stack:
     def selection_accuracy(self, which: np.ndarray) -> np.ndarray:
         """Accuracy per selection group for the models in `which`, [K, groups]: NaN for other models
         and for empty groups. Only those models are run, since the selection set is large."""
-        rows = torch.as_tensor(np.flatnonzero(which), device=self.device)
+        rows, params = self._rows(which)
         accuracy = np.full(self.target_one_hot.shape, np.nan)
         with torch.no_grad():
-            params = self.views(self.flat.index_select(0, rows))
             logits = self.logits(self.x_se.index_select(0, rows), params, models=rows)
             correct = ((logits > 0) == (self.y_se.index_select(0, rows) > 0.5)).to(self.dtype)
             groups = self.select_groups.index_select(0, rows)
