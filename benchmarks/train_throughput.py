@@ -73,7 +73,7 @@ def main() -> None:
 
     cfg = load_config(CONFIG)
     pools = build_pools(cfg.space, cfg.dataset.patterns.enabled_patterns, cfg.dataset.patterns.pool_size, 0)
-    jobs = [training_job(plan_example(cfg, pools, i), cfg.validation) for i in range(args.examples)]
+    jobs = [training_job(plan_example(cfg, pools, i), cfg) for i in range(args.examples)]
     rules, padding = stage_rules(cfg), stack_padding(cfg)  # as run-data-gen trains
 
     stats = CohortStats()

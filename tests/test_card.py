@@ -169,7 +169,7 @@ def test_config_summary_and_hashes(tmp_path):
     assert table_row(card, "Task types")[1] == "modification, classification"
     assert table_row(card, "Signature methods")[1] == "mean, pca (components=3)"
     assert table_row(card, "Min pattern improvement")[1] == "0.05"
-    assert table_row(card, "Max negative degradation")[1] == "only through the overall gain"
+    assert table_row(card, "Max negative degradation")[1] == "as other patterns"
     assert "c" * 64 in card and "5" * 64 in card and "0.1.0" in card
 
 

@@ -248,14 +248,14 @@ def small_config(**changes):
 
 
 def float64_job(plan, cfg) -> TrainingJob:
-    job = training_job(plan, cfg.validation)
+    job = training_job(plan, cfg)
     job.init_weights = {k: v.to(torch.float64) for k, v in job.init_weights.items()}
     return job
 
 
 @pytest.mark.parametrize("negatives_limit", [None, 0.02])
 def test_cohort_matches_the_reference_loop_with_the_target_watch(negatives_limit):
-    """Negatives unguarded (the default: never penalized) or held to a limit of their own."""
+    """Negatives held to the other patterns' limit (the default) or to a limit of their own."""
     cfg = small_config(validation={"max_negative_degradation": negatives_limit})
     pools = build_pools(
         cfg.space,
@@ -268,7 +268,8 @@ def test_cohort_matches_the_reference_loop_with_the_target_watch(negatives_limit
     assert rules.stage2_max_other_drop is not None
     assert all(j.x_select is not None and len(j.x_select) for j in jobs)
     negative_allowance = [j.select_allowed_drop[-1] for j in jobs]
-    assert negative_allowance == [math.inf if negatives_limit is None else negatives_limit] * len(jobs)
+    default = cfg.validation.max_other_degradation
+    assert negative_allowance == [default if negatives_limit is None else negatives_limit] * len(jobs)
     results = train_cohort(jobs, rules, dtype=torch.float64)
     for i, (job, result) in enumerate(zip(jobs, results, strict=True)):
         assert_same_result(result, train_one(job, rules), TOL64, f"plan {i}")

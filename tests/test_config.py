@@ -288,15 +288,23 @@ BAD = [
         "dataset.patterns.target_total_examples: 3000 is greater than max_total_examples 2500",
     ),
     (
-        {"dataset": {"patterns": {"samples_per_pattern": {"min": 300}}}},
+        {"dataset": {"patterns": {"samples_per_pattern": {"min": 400}}}},
         (
             "dataset.patterns.max_total_examples",
             "2500 is less than the smallest dataset the config implies, 3000",
         ),
     ),
     (
-        {"dataset": {"patterns": {"negative_ratio": 1.0}}},
-        "dataset.patterns.negative_ratio: 1.0 is out of range (allowed >= 0 and < 1)",
+        {"dataset": {"patterns": {"negative_ratio": -0.5}}},
+        "dataset.patterns.negative_ratio: -0.5 is out of range (allowed >= 0)",
+    ),
+    (
+        {"dataset": {"patterns": {"pattern_rows": {"has_majority": 0}}}},
+        "dataset.patterns.pattern_rows.has_majority: 0 is out of range (allowed > 0 and <= 100)",
+    ),
+    (
+        {"validation": {"min_pattern_accuracy": 1.5}},
+        "validation.min_pattern_accuracy: 1.5 is out of range (allowed 0..1)",
     ),
     (
         {"dataset": {"patterns": {"ends_with_token": "H"}}},
@@ -450,20 +458,27 @@ def test_token_outside_vocabulary_and_empty_pattern_are_both_reported():
     ]
 
 
-def test_smallest_dataset_check_uses_exact_arithmetic():
-    # 10 * 5 / (1 - 0.8) is exactly 250: it fits a limit of 250
+def test_smallest_dataset_check_counts_negatives_per_positive():
+    # 10 rows for each of 5 patterns, and 0.8 negatives per positive: 50 + 40 = 90 rows at least
     ok = {
         "dataset": {
-            "patterns": {"negative_ratio": 0.8, "max_total_examples": 250, "target_total_examples": 250}
+            "patterns": {"negative_ratio": 0.8, "max_total_examples": 90, "target_total_examples": 90}
         }
     }
     parse_config(ok)
-    ok["dataset"]["patterns"]["max_total_examples"] = 249
-    ok["dataset"]["patterns"]["target_total_examples"] = 249
+    ok["dataset"]["patterns"]["max_total_examples"] = 89
+    ok["dataset"]["patterns"]["target_total_examples"] = 89
     (problem,) = problems_of(ok)
-    assert (
-        problem.startswith("dataset.patterns.max_total_examples: 249 is less than") and ", 250 (" in problem
-    )
+    assert problem.startswith("dataset.patterns.max_total_examples: 89 is less than") and ", 90 (" in problem
+
+
+def test_negative_ratio_takes_the_seed_codes_meaning_and_any_value_from_zero():
+    """The seed project's later configs write `negative_ratio: 1  # 1 means 1:1`; they load."""
+    for ratio in (0, 0.5, 1, 3):
+        assert (
+            parse_config({"dataset": {"patterns": {"negative_ratio": ratio}}}).dataset.patterns.negative_ratio
+            == ratio
+        )
 
 
 def test_did_you_mean_only_when_something_is_close():
@@ -655,6 +670,7 @@ KNOWN = {
         "quantization",
         "learning_rate",
         "input_encoding",
+        "sparse_init",
     ],
     "pipeline": [
         "output_dir",
@@ -677,6 +693,7 @@ KNOWN = {
         "starts_with_token",
         "ends_with_token",
         "pool_size",
+        "pattern_rows",
     ],
 }
 

@@ -30,7 +30,7 @@ def keys(rows) -> set[bytes]:
 
 
 def build(selected, seed: int, example: int = 0, sizes: DatasetSizes | None = None, enabled=ENABLED):
-    sizes = sizes or dataset_sizes(len(selected), 500, 0.5, 10, 2500)
+    sizes = sizes or dataset_sizes(len(selected), 500, 1.0, 10, 2500)
     return build_subject_dataset(
         SPACE, pools_for(0), tuple(selected), tuple(enabled), sizes, rng_for(seed, Stream.EXAMPLE, example)
     )
@@ -46,48 +46,61 @@ def assert_same(a, b):
 
 # --- dataset_sizes ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("k", [2, 3, 4, 5])
-def test_default_sizes_split_half_negatives(k):
-    sizes = dataset_sizes(k, 500, 0.5, 10, 2500)
-    assert sizes.per_pattern == round(250 / k)
-    assert sizes.negatives == sizes.per_pattern * k  # exactly half with ratio 0.5
-    assert abs(sizes.total(k) - 500) <= k
-    assert sizes.total(k) == sizes.per_pattern * k + sizes.negatives
+def test_negative_ratio_is_negatives_per_positive(k):
+    """The seed's code: positives = total / (1 + ratio); 0.5 gives one negative for two positives."""
+    sizes = dataset_sizes(k, 600, 0.5, 10, 2500)
+    assert sizes.per_pattern == (round(400 / k),) * k
+    assert sizes.negatives == round(sizes.positives * 0.5)
+    assert abs(sizes.total - 600) <= k
+    balanced = dataset_sizes(k, 600, 1.0, 10, 2500)
+    assert balanced.negatives == balanced.positives  # 1 means 1:1
+    assert (
+        dataset_sizes(k, 600, 3.0, 10, 2500).negatives == 3 * dataset_sizes(k, 600, 3.0, 10, 2500).positives
+    )
+    assert dataset_sizes(k, 600, 0.0, 10, 2500).negatives == 0
+
+
+def test_weights_share_a_models_rows_without_changing_its_total():
+    even = dataset_sizes(3, 6000, 1.0, 10, 100_000)
+    weighted = dataset_sizes(3, 6000, 1.0, 10, 100_000, weights=(6.0, 1.0, 1.0))
+    assert weighted.per_pattern == (2250, 375, 375)
+    assert weighted.total == even.total == 6000
+    floored = dataset_sizes(3, 6000, 1.0, 500, 100_000, weights=(6.0, 1.0, 1.0))
+    assert floored.per_pattern == (2250, 500, 500)  # the floor wins over a small share
 
 
 def test_sizes_shrink_to_max_total_but_not_below_min():
-    sizes = dataset_sizes(4, 5000, 0.5, 10, 1000)
-    assert sizes.total(4) <= 1000 and sizes.per_pattern == 125
-    floor = dataset_sizes(4, 5000, 0.5, 200, 1000)
-    assert floor.per_pattern == 200  # config check rejects this; the function keeps the minimum
-    grown = dataset_sizes(10, 100, 0.5, 10, 2500)
-    assert grown.per_pattern == 10 and grown.negatives == 100
+    sizes = dataset_sizes(4, 5000, 1.0, 10, 1000)
+    assert sizes.total <= 1000 and sizes.per_pattern == (125,) * 4
+    floor = dataset_sizes(4, 5000, 1.0, 200, 1000)
+    assert floor.per_pattern == (200,) * 4  # config check rejects this; the function keeps the minimum
+    grown = dataset_sizes(10, 100, 1.0, 10, 2500)
+    assert grown.per_pattern == (10,) * 10 and grown.negatives == 100
 
 
 @settings(max_examples=300, deadline=None)
 @given(
-    k=st.integers(1, 15),
+    weights=st.lists(st.sampled_from([0.5, 1.0, 1.5, 2.0, 6.0]), min_size=1, max_size=15),
     target=st.integers(1, 10_000),
-    ratio=st.floats(0.0, 0.9),
+    ratio=st.floats(0.0, 4.0),
     min_per_pattern=st.integers(1, 200),
     max_total=st.integers(1, 20_000),
 )
-def test_dataset_sizes_properties(k, target, ratio, min_per_pattern, max_total):
-    sizes = dataset_sizes(k, target, ratio, min_per_pattern, max_total)
-    total = sizes.total(k)
-    positives = sizes.per_pattern * k
-    assert sizes.per_pattern >= min_per_pattern
-    assert sizes.negatives >= 0
-    # Negatives make up `ratio` of the whole, up to rounding to a whole row.
-    assert abs(sizes.negatives - positives * ratio / (1 - ratio)) <= 0.5 + 1e-9
-    assert abs(sizes.negatives / total - ratio) <= 0.5 / total + 1e-9
-    wanted = max(min_per_pattern, round(target * (1 - ratio) / k))
-    assert sizes.per_pattern <= wanted
-    if min_per_pattern * k / (1 - ratio) <= max_total - 1e-6:
-        assert total <= max_total
-    if sizes.per_pattern < wanted:
-        # Shrunk only as far as needed: one more row per pattern would not fit.
-        bigger = sizes.per_pattern + 1
-        assert bigger * k + round(bigger * k * ratio / (1 - ratio)) > max_total
+def test_dataset_sizes_properties(weights, target, ratio, min_per_pattern, max_total):
+    k, weights = len(weights), tuple(weights)
+    sizes = dataset_sizes(k, target, ratio, min_per_pattern, max_total, weights)
+    assert len(sizes.per_pattern) == k and min(sizes.per_pattern) >= min_per_pattern
+    # Negatives are `ratio` per positive, up to rounding to a whole row.
+    assert abs(sizes.negatives - sizes.positives * ratio) <= 0.5 + 1e-9
+    wanted = [max(min_per_pattern, round(target / (1 + ratio) * w / sum(weights))) for w in weights]
+    assert all(got <= want for got, want in zip(sizes.per_pattern, wanted, strict=True))
+    smallest = min_per_pattern * k + round(min_per_pattern * k * ratio)
+    if smallest <= max_total:
+        assert sizes.total <= max_total
+    # A heavier pattern never gets fewer rows than a lighter one.
+    for a, b in zip(weights, sizes.per_pattern, strict=True):
+        for c, d in zip(weights, sizes.per_pattern, strict=True):
+            assert not (a > c and b < d)
 
 
 # --- build_subject_dataset -------------------------------------------------------------------------
@@ -102,8 +115,8 @@ SELECTIONS = [
 @pytest.mark.parametrize("selected", SELECTIONS)
 def test_labels_sources_and_matches(selected):
     ds = build(selected, seed=11)
-    sizes = dataset_sizes(len(selected), 500, 0.5, 10, 2500)
-    n = sizes.total(len(selected))
+    sizes = dataset_sizes(len(selected), 500, 1.0, 10, 2500)
+    n = sizes.total
     assert len(ds) == n
     assert ds.sequences.shape == (n, SPACE.length) and ds.sequences.dtype == np.int64
     assert ds.labels.dtype == np.int64 and ds.source.dtype == np.int64 and ds.matches.dtype == bool
@@ -111,7 +124,7 @@ def test_labels_sources_and_matches(selected):
     np.testing.assert_array_equal(ds.labels, (ds.source >= 0).astype(np.int64))
     assert set(np.unique(ds.source)) <= set(range(-1, len(selected)))
     for i in range(len(selected)):
-        assert (ds.source == i).sum() == sizes.per_pattern
+        assert (ds.source == i).sum() == sizes.per_pattern[i]
     assert (ds.source == -1).sum() == sizes.negatives
 
     expected = np.stack([PATTERNS[name].holds(ds.sequences, SPACE) for name in ENABLED], axis=1)
@@ -162,7 +175,7 @@ def test_excluded_rows_never_become_negatives():
     selected = ("palindrome", "starts_with")
     held_out = build(selected, seed=21)
     held_negatives = held_out.sequences[held_out.source == -1]
-    sizes = dataset_sizes(2, 500, 0.5, 10, 2500)
+    sizes = dataset_sizes(2, 500, 1.0, 10, 2500)
     for example in range(3):
         ds = build_subject_dataset(
             SPACE,
@@ -191,8 +204,8 @@ def test_dataset_is_the_same_when_built_concurrently():
 
 def test_small_pools_repeat_only_their_members():
     selected = ("all_same", "palindrome", "starts_with")
-    sizes = dataset_sizes(3, 500, 0.5, 10, 2500)
-    assert sizes.per_pattern == 83
+    sizes = dataset_sizes(3, 500, 1.0, 10, 2500)
+    assert sizes.per_pattern == (83,) * 3
     ds = build(selected, seed=3)
     rows = ds.sequences[ds.source == 0]
     assert len(rows) == 83
@@ -222,7 +235,7 @@ def test_take_gives_distinct_rows_first_then_uniform_repeats():
 
 
 def test_zero_negatives_gives_only_positives():
-    ds = build(("palindrome",), seed=1, sizes=DatasetSizes(per_pattern=40, negatives=0))
+    ds = build(("palindrome",), seed=1, sizes=DatasetSizes(per_pattern=(40,), negatives=0))
     assert len(ds) == 40 and (ds.labels == 1).all() and (ds.source == 0).all()
 
 
@@ -241,13 +254,13 @@ def test_subject_dataset_invariants(vocab, length, selected, per_pattern, negati
     if not selected:
         return
     pools = build_pools(space, selected, 60, seed)
-    sizes = DatasetSizes(per_pattern, negatives)
+    sizes = DatasetSizes((per_pattern,) * len(selected), negatives)
     ds = build_subject_dataset(space, pools, selected, PATTERN_NAMES, sizes, rng_for(seed, Stream.EXAMPLE, 0))
     again = build_subject_dataset(
         space, pools, selected, PATTERN_NAMES, sizes, rng_for(seed, Stream.EXAMPLE, 0)
     )
     assert_same(ds, again)
-    assert len(ds) == sizes.total(len(selected))
+    assert len(ds) == sizes.total
     np.testing.assert_array_equal(ds.labels, (ds.source >= 0).astype(np.int64))
     for i, name in enumerate(selected):
         rows = ds.sequences[ds.source == i]

@@ -273,14 +273,14 @@ def test_the_padding_holds_every_example_of_the_config():
         cfg, pools = setup(key)
         padding = stack_padding(cfg)
         for index in range(40):
-            job = training_job(plan_example(cfg, pools, index), cfg.validation)
+            job = training_job(plan_example(cfg, pools, index), cfg)
             assert job.spec.neurons_per_layer <= padding.max_width
             assert len(job.x_train) <= padding.train_rows and len(job.x_val) <= padding.val_rows
             assert job.x_select is None or len(job.x_select) <= padding.select_rows
     # and it is the largest: some example of the seed's config fills the training rows exactly
     cfg = parse_config(yaml.safe_load(SEED_CONFIG.read_text()))
     pools = build_pools(cfg.space, cfg.dataset.patterns.enabled_patterns, 300, 0)
-    rows = {len(training_job(plan_example(cfg, pools, i), cfg.validation).x_train) for i in range(40)}
+    rows = {len(training_job(plan_example(cfg, pools, i), cfg).x_train) for i in range(40)}
     assert max(rows) == stack_padding(cfg).train_rows
 
 
@@ -350,7 +350,7 @@ def test_the_loss_watch_draws_no_selection_set_and_trains_without_one():
     plan = plan_example(cfg, pools, 3)
     assert plan.selection is None and held_out_is_unseen(plan)
     assert stage_rules(cfg).stage2_max_other_drop is None
-    assert training_job(plan, cfg.validation).x_select is None
+    assert training_job(plan, cfg).x_select is None
 
 
 @given(

@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from weightzoo.validation import REASONS, Thresholds, judge
+from weightzoo.validation import REASONS, Thresholds, detected_patterns, judge
 
 T = Thresholds(
     pattern_specific=True,
@@ -15,7 +17,8 @@ T = Thresholds(
     min_overall_gain=0.05,
     max_negative_degradation=0.02,
 )
-DEFAULT = dataclasses.replace(T, max_negative_degradation=None)  # negatives count only through overall
+DEFAULT = dataclasses.replace(T, max_negative_degradation=None)  # negatives held to the others' limit
+GATED = dataclasses.replace(T, min_pattern_accuracy=0.85, min_negative_accuracy=0.85)
 TARGET = "palindrome"
 
 
@@ -87,7 +90,7 @@ def test_just_beyond_the_thresholds_is_rejected():
 def test_every_failure_is_listed_in_rule_order_and_the_first_is_the_reason():
     degraded, improved = good_pair()
     improved.update(palindrome=0.41, contains_abc=0.50, negative=0.50, overall=0.60)
-    verdict = judge(TARGET, degraded, improved, T, finite=False, stage1_learned=False)
+    verdict = judge(TARGET, degraded, improved, GATED, finite=False, stage1_learned=False)
     assert verdict.failures == list(REASONS)
     assert verdict.reason == "non_finite" and not verdict.accepted
     assert verdict.target_gain == pytest.approx(0.01) and verdict.overall_gain == pytest.approx(-0.10)
@@ -139,15 +142,74 @@ def test_a_single_pattern_without_negatives_is_judged_on_target_and_overall():
     assert judge(TARGET, degraded, improved, T).failures == ["target_not_improved"]
 
 
-def test_by_default_negatives_count_only_through_the_overall_gain():
-    """Undoing the corruption costs negatives: the degraded model said "no" too often."""
+def test_by_default_negatives_are_held_to_the_other_patterns_limit():
+    """A repair must be specific to the target: saying "yes" more often is not a repair."""
     degraded, improved = good_pair()
-    improved["negative"] = 0.80  # a real loss of 0.15 on negatives
-    assert judge(TARGET, degraded, improved, T).failures == ["negatives_degraded"]
+    improved["negative"] = 0.93  # lost 0.02: exactly the other patterns' limit
     assert judge(TARGET, degraded, improved, DEFAULT).accepted
-    # Answering "yes" to everything repairs the target but not the whole: the overall rule rejects it.
-    improved.update(palindrome=1.0, negative=0.0, overall=0.72)
-    assert judge(TARGET, degraded, improved, DEFAULT).failures == ["overall_gain_too_small"]
+    improved["negative"] = 0.92  # lost 0.03
+    assert judge(TARGET, degraded, improved, DEFAULT).failures == ["negatives_degraded"]
+    loose = dataclasses.replace(DEFAULT, max_other_degradation=0.05)
+    assert judge(TARGET, degraded, improved, loose).accepted  # the same limit moves with it
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        ({"sorted_ascending": 0.84}, "pattern_below_min_accuracy"),  # a selected pattern not detected
+        ({"palindrome": 0.849, "negative": 0.95}, "pattern_below_min_accuracy"),  # the target too
+        ({"negative": 0.84}, "negatives_below_min_accuracy"),  # says "yes" to too many others
+    ],
+)
+def test_the_quality_gate_rejects_an_improved_model_that_does_not_detect_its_patterns(change, reason):
+    degraded = {"palindrome": 0.30, "sorted_ascending": 0.90, "negative": 0.90, "overall": 0.60}
+    improved = {"palindrome": 0.95, "sorted_ascending": 0.90, "negative": 0.90, "overall": 0.92}
+    lenient = dataclasses.replace(GATED, max_other_degradation=1.0, max_negative_degradation=1.0)
+    assert judge(TARGET, degraded, improved, lenient).accepted
+    improved.update(change)
+    verdict = judge(TARGET, degraded, improved, lenient)
+    assert verdict.failures == [reason]
+    # A threshold of 0 turns the check off; pattern_specific does not (the gate is about the labels).
+    off = dataclasses.replace(lenient, min_pattern_accuracy=0.0, min_negative_accuracy=0.0)
+    assert judge(TARGET, degraded, improved, off).accepted
+    assert judge(
+        TARGET, degraded, improved, dataclasses.replace(lenient, pattern_specific=False)
+    ).failures == [reason]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    recall=st.lists(st.floats(0, 1), min_size=1, max_size=5),
+    specificity=st.floats(0, 1),
+    bar=st.floats(0, 1),
+)
+def test_the_gate_passes_exactly_when_every_selected_pattern_and_the_negatives_reach_the_bar(
+    recall, specificity, bar
+):
+    names = ["palindrome", "sorted_ascending", "contains_abc", "starts_with", "ends_with"][: len(recall)]
+    improved = dict(zip(names, recall, strict=False)) | {"negative": specificity, "overall": 1.0}
+    degraded = dict.fromkeys(names, 0.0) | {"negative": 1.0, "overall": 0.0}
+    gate = Thresholds(True, 0.0, 1.0, 0.0, 1.0, min_pattern_accuracy=bar, min_negative_accuracy=bar)
+    failures = judge(names[0], degraded, improved, gate).failures
+    assert ("pattern_below_min_accuracy" in failures) == (min(recall) < bar - 1e-9)
+    assert ("negatives_below_min_accuracy" in failures) == (specificity < bar - 1e-9)
+
+
+def test_detected_patterns_name_what_the_model_detects_in_canonical_order():
+    enabled = ("all_same", "palindrome", "sorted_ascending", "has_majority")
+    recall = {"all_same": 1.0, "palindrome": 0.9, "sorted_ascending": 0.86, "has_majority": 0.2}
+    selected = ("sorted_ascending", "palindrome")
+    # all_same is not selected, but every all_same sequence is a palindrome: the model detects it
+    assert detected_patterns(recall, selected, enabled, 0.85) == [
+        "all_same",
+        "palindrome",
+        "sorted_ascending",
+    ]
+    assert detected_patterns(recall, selected, enabled, 0.87) == ["all_same", "palindrome"]
+    # the gate off: nothing is verified, the completion names the selected patterns
+    assert detected_patterns(recall, selected, enabled, 0.0) == ["palindrome", "sorted_ascending"]
+    # a pattern without held-out rows is never named
+    assert detected_patterns({"palindrome": 1.0}, ("palindrome",), enabled, 0.85) == ["palindrome"]
 
 
 @pytest.mark.parametrize("limit, accepted", [(0.0, False), (0.1, True), (0.2, True), (0.09, False)])

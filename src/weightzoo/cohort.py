@@ -46,13 +46,14 @@ improved model.
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from weightzoo.model import ModelSpec, encode_inputs
+from weightzoo.model import ModelSpec, encode_inputs, fold_input_standardization, input_standardization
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
@@ -89,6 +90,10 @@ class StageRules:
     stage2_max_other_drop: float | None = None
     stage2_penalty: float = 3.0  # weight of other groups' excess loss against the target's gain
     record_batch_loss: bool = False  # also keep each step's mean training loss (history["batch_loss"])
+    # A validation loss counts as a new best only when it is at least this much below the best so far
+    # (as Keras' EarlyStopping reads `min_delta`): converged models stop after `patience` epochs of
+    # smaller gains instead of training on for the last thousandths.
+    min_delta: float = 0.0
 
 
 @dataclass
@@ -112,6 +117,10 @@ class TrainingJob:
     # The most each selection group may lose before it is penalized (inf: never); None: every group
     # gets `StageRules.stage2_max_other_drop`.
     select_allowed_drop: np.ndarray | None = None
+    # Train on standardized inputs (`model.input_standardization`); the weights handed back, and
+    # `init_weights` too, are then those of the standardized model folded back onto the raw encoding
+    # (`init_weights` is read as the standardized model's own).
+    standardize_inputs: bool = False
     # Keep the weights after every epoch (TrainingResult.snapshots), with Adam's state if asked.
     snapshot_epochs: bool = False
     snapshot_optimizer: bool = False
@@ -213,30 +222,49 @@ def train_cohort(
     dtype: torch.dtype = torch.float32,
     stats: CohortStats | None = None,
     padding: Padding | None = None,
+    threads: int = 1,
 ) -> list[TrainingResult]:
     """Train every job through both stages; results come back in the jobs' order. `padding`: the fixed
-    sizes that make each model's results independent of its stack (None: each stack's own largest)."""
+    sizes that make each model's results independent of its stack (None: each stack's own largest).
+
+    `threads`: stacks trained side by side, each on its own thread with single-threaded kernels. A
+    kernel that splits one product over several threads rounds differently with each thread count
+    (batched products do when a stack holds fewer models than there are threads), so the engine never
+    lets one: its bits are the same for any `threads`, and parallelism comes from whole stacks."""
     results: list[TrainingResult | None] = [None] * len(jobs)
     groups: dict[tuple, list[int]] = {}
     for i, job in enumerate(jobs):  # a stack shares one stage-2 rule: with or without a selection set
-        groups.setdefault((*stack_key(job.spec), job.x_select is not None), []).append(i)
+        key = (*stack_key(job.spec), job.x_select is not None, job.standardize_inputs)
+        groups.setdefault(key, []).append(i)
     start = time.perf_counter()
+
+    def train(key: tuple) -> _Stack:
+        members = groups[key]
+        stack = _Stack([jobs[i] for i in members], rules, torch.device(device), dtype, padding)
+        for i, result in zip(members, stack.train(), strict=True):
+            results[i] = result
+        return stack
+
     # Adam's second moments of tiny gradients fall into denormal floats, which are many times slower
     # on CPUs; flushing them to zero changes nothing a float32 model can represent.
     flushing = torch.set_flush_denormal(True)
+    kernel_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     try:
-        for key in sorted(groups, key=str):
-            members = groups[key]
-            stack = _Stack([jobs[i] for i in members], rules, torch.device(device), dtype, padding)
-            for i, result in zip(members, stack.train(), strict=True):
-                results[i] = result
-            if stats is not None:
-                stats.flops += stack.flops
-                stats.stacks += 1
+        # largest stacks first, so that no thread is left with a big one at the end
+        order = sorted(groups, key=lambda key: (-len(groups[key]), str(key)))
+        if threads > 1 and len(order) > 1:
+            with ThreadPoolExecutor(min(threads, len(order))) as pool:
+                stacks = list(pool.map(train, order))
+        else:
+            stacks = [train(key) for key in order]
     finally:
+        torch.set_num_threads(kernel_threads)
         if flushing:
             torch.set_flush_denormal(False)
     if stats is not None:
+        stats.flops += sum(stack.flops for stack in stacks)
+        stats.stacks += len(stacks)
         stats.models += len(jobs)
         stats.seconds += time.perf_counter() - start
     return results  # type: ignore[return-value]
@@ -268,6 +296,7 @@ class _Stack:
         self.jobs, self.rules, self.device, self.dtype = jobs, rules, device, dtype
         spec0 = jobs[0].spec
         self.depth, self.activation = spec0.num_layers, spec0.activation_type
+        self.standardize = jobs[0].standardize_inputs
         self.dropout = spec0.dropout_rate
         self.K = len(jobs)
         self.widths = np.array([j.spec.neurons_per_layer for j in jobs])
@@ -308,8 +337,12 @@ class _Stack:
             y1, _ = _pad_rows([np.asarray(a, dtype=np.float64) for a in ys1], least)
             y2, _ = _pad_rows([np.asarray(a, dtype=np.float64) for a in ys2], least)
             to = dict(device=device, dtype=dtype)
+            inputs = encode_inputs(x, spec0, torch.float64)
+            if self.standardize:
+                shift, scale = input_standardization(spec0)
+                inputs = (inputs - torch.as_tensor(shift)) / torch.as_tensor(scale)
             return (
-                encode_inputs(x, spec0, dtype).to(device),
+                inputs.to(**to),
                 torch.as_tensor(y1, **to),
                 torch.as_tensor(y2, **to),
                 n,
@@ -622,7 +655,7 @@ class _Stack:
         now_finite = np.isfinite(loss) & params_ok.cpu().numpy()
 
         better = (score > st["best_score"] + 1e-12) | (
-            (np.abs(score - st["best_score"]) <= 1e-12) & (loss < st["best"])
+            (np.abs(score - st["best_score"]) <= 1e-12) & (loss < st["best"] - rules.min_delta)
         )
         improved = training & now_finite & better
         self._save(improved & (stage == 1), self.ckpt1)
@@ -740,7 +773,7 @@ class _Stack:
     def _snapshot(self, k: int, stage: int, epoch: int) -> None:
         """Keep model k's weights as they are after this epoch (and Adam's state, when asked)."""
         job = self.jobs[self.origin[k]]
-        snapshot = {"stage": stage, "epoch": epoch, "weights": self._unpad(k, job.spec, self.flat)}
+        snapshot = {"stage": stage, "epoch": epoch, "weights": self._weights(k, job.spec, self.flat)}
         if job.snapshot_optimizer:
             snapshot["adam"] = {
                 "exp_avg": self._unpad(k, job.spec, self.m),
@@ -754,8 +787,8 @@ class _Stack:
         history = self.history[self.origin[k]]
         h1, h2 = history["stage1_val_loss"], history["stage2_val_loss"]
         return TrainingResult(
-            degraded=self._unpad(k, job.spec, self.ckpt1),
-            improved=self._unpad(k, job.spec, self.ckpt2),
+            degraded=self._weights(k, job.spec, self.ckpt1),
+            improved=self._weights(k, job.spec, self.ckpt2),
             stage1_epochs=len(h1) - 1,
             stage2_epochs=max(len(h2) - 1, 0),
             stage1_best_epoch=int(st["best_epoch1"][k]),
@@ -765,6 +798,11 @@ class _Stack:
             history=history,
             snapshots=self.snapshots[self.origin[k]],
         )
+
+    def _weights(self, k: int, spec: ModelSpec, flat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Model k's weights as a subject model that takes the raw encoding (folded when standardized)."""
+        weights = self._unpad(k, spec, flat)
+        return fold_input_standardization(spec, weights) if self.standardize else weights
 
     def _unpad(self, k: int, spec: ModelSpec, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         """Model k's own weights, unpadded, as new tensors. Sliced in NumPy: a model's dozens of small

@@ -23,7 +23,6 @@ import math
 import re
 import types
 from collections.abc import Mapping
-from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 
@@ -321,6 +320,8 @@ class ModelSection(Section):
     quantization: Literal["none", "int8", "int4", "binary", "ternary"] = "none"
     learning_rate: LearningRateRange = Field(default_factory=LearningRateRange)
     input_encoding: Literal["index", "one_hot"] = "index"
+    # each first-layer unit starts with weights from this many sequence positions (null: all of them)
+    sparse_init: Annotated[Int, between(1, 20)] | None = None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -333,18 +334,30 @@ class SampleCount(Section):
 
 
 class PatternsSection(Section):
+    """`dataset.patterns`: which patterns, how many per model, and how many rows each gets."""
+
     enabled_patterns: Annotated[list[PatternName], AfterValidator(_non_empty), AfterValidator(_unique)] = (
         Field(default_factory=lambda: list(_pattern_table()))
     )
     min_patterns_per_batch: Annotated[Int, at_least(1)] = 2
     max_patterns_per_batch: Annotated[Int, at_least(1)] = 5
     samples_per_pattern: SampleCount = Field(default_factory=SampleCount)
-    negative_ratio: Annotated[Float, between(0, 1, hi_open=True)] = 0.5
+    # negatives per positive, as the seed's code reads it (0.5: one negative for two positives)
+    negative_ratio: Annotated[Float, at_least(0)] = 0.5
     target_total_examples: Annotated[Int, at_least(1)] = 500
     max_total_examples: Annotated[Int, at_least(1)] = 2500
     starts_with_token: Letter = "A"
     ends_with_token: Letter = "B"
     pool_size: Annotated[Int, at_least(1)] = 2000
+    # pattern -> multiplier of its share of a model's positive rows (default 1): harder patterns need
+    # more distinct rows to be learned (see README, "Subject models and their training")
+    pattern_rows: dict[PatternName, Annotated[Float, between(0, 100, lo_open=True)]] = Field(
+        default_factory=dict
+    )
+
+    def row_weights(self, selected: tuple[str, ...]) -> tuple[float, ...]:
+        """Each selected pattern's multiplier of its share of positive rows."""
+        return tuple(float(self.pattern_rows.get(name, 1.0)) for name in selected)
 
 
 class DatasetSection(Section):
@@ -359,6 +372,7 @@ class DatasetSection(Section):
 
 class EarlyStopping(Section):
     patience: Annotated[Int, at_least(1)] = 5
+    min_delta: Annotated[Float, between(0, 1)] = 0.0
 
 
 class TrainingSection(Section):
@@ -367,6 +381,7 @@ class TrainingSection(Section):
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
     min_degradation_threshold: Annotated[Float, between(0, 1)] = 0.05
     validation_split: Annotated[Float, between(0, 1, lo_open=True, hi_open=True)] = 0.2
+    standardize_inputs: Bool = False
 
 
 class StagedTrainingSection(Section):
@@ -382,10 +397,13 @@ class ValidationSection(Section):
     pattern_specific: Bool = True
     min_pattern_improvement: Annotated[Float, between(0, 1)] = 0.05
     max_other_degradation: Annotated[Float, between(0, 1)] = 0.02
-    # Negatives are not a pattern: by default they are guarded only through the overall gain (see
-    # validation.py for why); a number gives them a limit of their own.
+    # null: negatives are held to max_other_degradation; a number gives them a limit of their own
     max_negative_degradation: Annotated[Float, between(0, 1)] | None = None
     test_set_size: Annotated[Int, at_least(1)] = 100
+    # The quality gate: the improved model's held-out recall of every selected pattern, and its
+    # specificity, must reach these (0 turns a check off); see validation.py
+    min_pattern_accuracy: Annotated[Float, between(0, 1)] = 0.85
+    min_negative_accuracy: Annotated[Float, between(0, 1)] = 0.85
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -527,16 +545,15 @@ def _cross_field_problems(cfg: Config, failed: list[str]) -> list[str]:
             )
     implied = (f"{pp}.samples_per_pattern", f"{pp}.max_patterns_per_batch", f"{pp}.negative_ratio")
     if clean(*implied, f"{pp}.max_total_examples"):
-        # exact arithmetic: 0.8 must mean 4/5, or 10 * 5 / (1 - 0.8) would round up to 251
-        smallest = Fraction(p.samples_per_pattern.min * p.max_patterns_per_batch) / (
-            1 - Fraction(repr(p.negative_ratio))
-        )
-        if math.ceil(smallest) > p.max_total_examples:
+        # the smallest dataset: every pattern at its floor, and its negatives (rounded as dataset_sizes does)
+        positives = p.samples_per_pattern.min * p.max_patterns_per_batch
+        smallest = positives + round(positives * p.negative_ratio)
+        if smallest > p.max_total_examples:
             problems.append(
                 f"{pp}.max_total_examples: {p.max_total_examples} is less than the smallest dataset the "
-                f"config implies, {math.ceil(smallest)} (samples_per_pattern.min {p.samples_per_pattern.min}"
+                f"config implies, {smallest} (samples_per_pattern.min {p.samples_per_pattern.min}"
                 f" * max_patterns_per_batch {p.max_patterns_per_batch}"
-                f" / (1 - negative_ratio {_fmt(p.negative_ratio)}))"
+                f" * (1 + negative_ratio {_fmt(p.negative_ratio)}))"
             )
 
     # tokens the starts_with / ends_with patterns ask for must be letters of the vocabulary

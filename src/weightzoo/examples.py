@@ -59,6 +59,7 @@ class ExamplePlan:
     corrupted: np.ndarray  # bool [n]: the row's label is flipped to 0 in stage 1
     test: TestSet  # held out for validation: never trained on, never used to choose a checkpoint
     selection: TestSet | None  # held out for stage 2's target watch (stage2_watch: target)
+    profile: TestSet  # members of every enabled pattern not selected, never trained on: what else it detects
     init_weights: dict[str, torch.Tensor]
     order_seed: int
 
@@ -153,6 +154,38 @@ def _pool_keys(pool: np.ndarray) -> tuple[list[bytes], dict[bytes, int]]:
     return cached[1], cached[2]
 
 
+def _profile_set(
+    pools: dict[str, np.ndarray],
+    selected: tuple[str, ...],
+    enabled: tuple[str, ...],
+    size: int,
+    unseen_by: np.ndarray,
+    rng: np.random.Generator,
+) -> TestSet:
+    """`size` members of each enabled pattern that is not selected, none of them among `unseen_by` (the
+    model's training and held-out rows) while its pool has enough. The model was never told about these
+    patterns; its answers on their members say which of them it detects anyway (all_same inside
+    palindrome). A pool with fewer unseen members is topped up with seen ones, so that a small pattern
+    is judged on all its members (all_same's 7) rather than on whichever few training left out."""
+    seen = set(row_keys(unseen_by))
+    rows, groups = [], []
+    for name in PATTERN_NAMES:
+        if name not in enabled or name in selected:
+            continue
+        names = _pool_keys(pools[name])[0]
+        unseen, trained = [], []
+        for i in rng.permutation(len(names)).tolist():
+            (trained if names[i] in seen else unseen).append(i)
+            if len(unseen) == size:
+                break
+        picked = (unseen + trained)[:size]
+        rows.append(pools[name][picked])
+        groups += [name] * len(picked)
+    length = next(iter(pools.values())).shape[1]
+    sequences = np.concatenate(rows) if rows else np.empty((0, length), dtype=np.int64)
+    return TestSet(sequences.astype(np.int64), tuple(groups))
+
+
 def _eligible_for_corruption(data: SubjectDataset, target: str) -> np.ndarray:
     """Rows drawn for `target` that satisfy it and none of the other selected patterns."""
     target_col = data.enabled.index(target)
@@ -212,6 +245,7 @@ def plan_example(cfg: Config, pools: dict[str, np.ndarray], index: int) -> Examp
         pat.negative_ratio,
         pat.samples_per_pattern.min,
         pat.max_total_examples,
+        pat.row_weights(selected),
     )
     data = build_subject_dataset(
         space, train_pools, selected, enabled, sizes, rng, exclude_negatives=held_negatives
@@ -230,6 +264,10 @@ def plan_example(cfg: Config, pools: dict[str, np.ndarray], index: int) -> Examp
     corrupted[rng.choice(eligible_rows, size=n_corrupt, replace=False)] = True
 
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
+    held = np.concatenate([data.sequences, test.sequences, *([selection.sequences] if selection else [])])
+    profile = _profile_set(
+        pools, selected, enabled, test_size, held, rng_for(cfg.pipeline.random_seed, Stream.PROFILE, index)
+    )
     return ExamplePlan(
         index=index,
         selected=selected,
@@ -240,14 +278,16 @@ def plan_example(cfg: Config, pools: dict[str, np.ndarray], index: int) -> Examp
         corrupted=corrupted,
         test=test,
         selection=selection,
-        init_weights=init_weights(spec, generator),
+        profile=profile,
+        init_weights=init_weights(spec, generator, sparse_positions=cfg.model.sparse_init),
         order_seed=int(rng.integers(2**62)),
     )
 
 
 def held_out_is_unseen(plan: ExamplePlan) -> bool:
     """True when no test or selection sequence appears among the training rows, and the two held-out
-    sets share none either (a check for tests and audits)."""
+    sets share none either (a check for tests and audits; the profile set may hold trained members of
+    small patterns, see `_profile_set`)."""
     seen = {row_key(r) for r in plan.data.sequences}
     test = {row_key(r) for r in plan.test.sequences}
     selection = {row_key(r) for r in plan.selection.sequences} if plan.selection is not None else set()

@@ -339,7 +339,9 @@ def run_unit(
     from weightzoo.signatures import layer_activations, signature
     from weightzoo.training import train_examples
 
-    torch.set_num_threads(threads)
+    # Every kernel runs on one thread, so no float32 sum is split differently with another thread
+    # count; the engine spreads whole stacks over `threads` threads instead (see cohort.train_cohort).
+    torch.set_num_threads(1)
     clock, seconds = time.perf_counter(), {}
 
     def lap(stage: str) -> None:
@@ -352,7 +354,7 @@ def run_unit(
     probe = read_probe_file(cfg.signature.dataset_path, cfg.space, enabled)
     pools = shared_pools(cfg.space, enabled, cfg.dataset.patterns.pool_size, cfg.pipeline.random_seed)
     lap("plan")  # reading the probe file, and building the pools (once per worker)
-    examples = train_examples(cfg, pools, indices, watched=watched, seconds=seconds)
+    examples = train_examples(cfg, pools, indices, watched=watched, seconds=seconds, threads=threads)
     clock = time.perf_counter()
     kept = [e for e in examples if e.verdict.accepted]
     if cfg.metrics.checkpoint.save_every_epoch:
@@ -442,8 +444,8 @@ def run_data_gen(
     if workers > cores:
         log(f"pipeline.max_threads {workers} is more than the {cores} cores here: running {cores} workers")
         workers = cores
-    # Thread counts never change results (the same bits with 1 or 2 threads, measured); they only must
-    # not oversubscribe the cores.
+    # Thread counts never change results (kernels run on one thread, stacks side by side); they only
+    # must not oversubscribe the cores.
     threads = min(cfg.pipeline.num_workers or cores, max(1, cores // workers))
     uploader = _uploader(cfg, log)
     start = time.perf_counter()

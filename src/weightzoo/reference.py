@@ -15,14 +15,25 @@ import torch
 import torch.nn.functional as F
 
 from weightzoo.cohort import StageRules, TrainingJob, TrainingResult, epoch_order
-from weightzoo.model import build_model, encode_inputs
+from weightzoo.model import build_model, encode_inputs, fold_input_standardization, input_standardization
 
 
 def train_one(job: TrainingJob, rules: StageRules, dtype: torch.dtype = torch.float64) -> TrainingResult:
     spec = job.spec
     model = build_model(spec, job.init_weights, dtype)
-    x_tr = encode_inputs(job.x_train, spec, dtype)
-    x_va = encode_inputs(job.x_val, spec, dtype)
+
+    def inputs(sequences) -> torch.Tensor:
+        x = encode_inputs(sequences, spec, torch.float64)
+        if job.standardize_inputs:
+            shift, scale = input_standardization(spec)
+            x = (x - torch.as_tensor(shift)) / torch.as_tensor(scale)
+        return x.to(dtype)
+
+    def raw(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        weights = {k: v.clone() for k, v in weights.items()}
+        return fold_input_standardization(spec, weights) if job.standardize_inputs else weights
+
+    x_tr, x_va = inputs(job.x_train), inputs(job.x_val)
     labels = {
         1: (torch.as_tensor(job.y_train_stage1, dtype=dtype), torch.as_tensor(job.y_val_stage1, dtype=dtype)),
         2: (torch.as_tensor(job.y_train_stage2, dtype=dtype), torch.as_tensor(job.y_val_stage2, dtype=dtype)),
@@ -35,7 +46,7 @@ def train_one(job: TrainingJob, rules: StageRules, dtype: torch.dtype = torch.fl
 
     watch_target = rules.stage2_max_other_drop is not None and job.x_select is not None
     if watch_target:
-        x_se, groups = encode_inputs(job.x_select, spec, dtype), np.asarray(job.select_groups)
+        x_se, groups = inputs(job.x_select), np.asarray(job.select_groups)
         y_se = torch.as_tensor(job.y_select, dtype=dtype)
 
     def group_accuracy() -> dict[int, float]:
@@ -82,7 +93,7 @@ def train_one(job: TrainingJob, rules: StageRules, dtype: torch.dtype = torch.fl
                 return checkpoint, best, best_epoch, epoch + 1, history, False
             model.eval()
             now = score()
-            if now > best_score + 1e-12 or (abs(now - best_score) <= 1e-12 and loss < best):
+            if now > best_score + 1e-12 or (abs(now - best_score) <= 1e-12 and loss < best - rules.min_delta):
                 checkpoint, best, best_epoch, wait = copy.deepcopy(model.state_dict()), loss, epoch + 1, 0
                 best_score = now
             else:
@@ -115,8 +126,8 @@ def train_one(job: TrainingJob, rules: StageRules, dtype: torch.dtype = torch.fl
         )
         history["stage2_val_loss"] = [start] + h2
     return TrainingResult(
-        degraded={k: v.clone() for k, v in degraded.items()},
-        improved={k: v.clone() for k, v in improved.items()},
+        degraded=raw(degraded),
+        improved=raw(improved),
         stage1_epochs=epochs1,
         stage2_epochs=epochs2,
         stage1_best_epoch=best_epoch1,

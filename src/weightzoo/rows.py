@@ -17,7 +17,8 @@ import pyarrow as pa
 from weightzoo.config import Config
 from weightzoo.formatting import NumberFormat, classification, modification, pattern_descriptions
 from weightzoo.patterns import PATTERNS
-from weightzoo.training import TrainedExample
+from weightzoo.training import TrainedExample, held_out_sizes
+from weightzoo.validation import detected_patterns
 
 TEXT_COLUMNS = (
     "modification_prompt",
@@ -90,10 +91,14 @@ def accepted_row(cfg: Config, example: TrainedExample, signatures: dict[str, dic
         )
         texts.update(modification_prompt=prompt, modification_completion=completion)
         texts["modification_text"] = prompt + completion
+    enabled_names = tuple(cfg.dataset.patterns.enabled_patterns)
+    detected = detected_patterns(
+        example.recall["improved"], plan.selected, enabled_names, cfg.validation.min_pattern_accuracy
+    )
     if cfg.task_generation.include_classification:
-        enabled = pattern_descriptions(cfg.dataset.patterns.enabled_patterns, space)
+        enabled = pattern_descriptions(enabled_names, space)
         prompt, completion = classification(
-            spec, example.improved, signatures["improved"], enabled, plan.selected, fmt, style
+            spec, example.improved, signatures["improved"], enabled, detected, fmt, style
         )
         texts.update(classification_prompt=prompt, classification_completion=completion)
         texts["classification_text"] = prompt + completion
@@ -110,6 +115,13 @@ def accepted_row(cfg: Config, example: TrainedExample, signatures: dict[str, dic
         "corruption": plan.corruption_stats(),
         "dataset_rows": len(plan.data),
         "test_rows": len(plan.test.groups),
+        # what the classification completion names, and the held-out measurements behind it
+        "detected_patterns": detected,
+        "held_out": {
+            "recall": example.recall,
+            "specificity": {which: example.accuracy[which].get("negative") for which in example.accuracy},
+            "sizes": held_out_sizes(plan),
+        },
     }
     metrics = {
         "history": result.history,

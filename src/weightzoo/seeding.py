@@ -17,6 +17,7 @@ class Stream(IntEnum):
     SIGNATURE = 2
     BENCHMARK = 3
     EXAMPLE = 4
+    PROFILE = 5  # an example's held-out members of the patterns it was not trained on
 
 
 def rng_for(seed: int, stream: Stream, *key: int) -> np.random.Generator:

@@ -21,11 +21,18 @@ from weightzoo.space import SequenceSpace
 
 @dataclass(frozen=True)
 class DatasetSizes:
-    per_pattern: int
+    """Rows of one subject dataset: `per_pattern[i]` for the i-th selected pattern, then negatives."""
+
+    per_pattern: tuple[int, ...]
     negatives: int
 
-    def total(self, n_patterns: int) -> int:
-        return self.per_pattern * n_patterns + self.negatives
+    @property
+    def positives(self) -> int:
+        return sum(self.per_pattern)
+
+    @property
+    def total(self) -> int:
+        return self.positives + self.negatives
 
 
 def dataset_sizes(
@@ -34,23 +41,36 @@ def dataset_sizes(
     negative_ratio: float,
     min_per_pattern: int,
     max_total: int,
+    weights: tuple[float, ...] | None = None,
 ) -> DatasetSizes:
     """Rows per selected pattern and negatives for a model with `n_patterns` selected patterns.
 
-    Positives get `target_total * (1 - negative_ratio)` rows split evenly over the patterns, but at
-    least `min_per_pattern` each; negatives then make up `negative_ratio` of the whole. If that
-    exceeds `max_total`, rows per pattern shrink until it fits (never below `min_per_pattern`; the
-    config check rejects configs where that cannot fit).
+    `negative_ratio` is negatives per positive, as the seed's code read it (0.5: one negative for two
+    positives; 1: as many negatives as positives). Positives are `target_total / (1 + negative_ratio)`,
+    shared among the patterns in proportion to their weights (`weights`, default equal:
+    `dataset.patterns.pattern_rows`), each at least `min_per_pattern`; negatives are `negative_ratio`
+    times the positives. If that exceeds `max_total`, every share shrinks by the same factor until it
+    fits (never below `min_per_pattern`; the config check rejects configs where that cannot fit).
+
+    Weights move rows between a model's patterns, never change its total: every model of a config has
+    about the same number of rows, so none waits on a larger neighbour in its training stack.
     """
+    weights = weights or (1.0,) * n_patterns
+    positives = target_total / (1 + negative_ratio)
 
-    def negatives_for(per_pattern: int) -> int:
-        positives = per_pattern * n_patterns
-        return round(positives * negative_ratio / (1 - negative_ratio))
+    def sizes_at(scale: float) -> DatasetSizes:
+        per = tuple(max(min_per_pattern, round(positives * scale * w / sum(weights))) for w in weights)
+        return DatasetSizes(per, round(sum(per) * negative_ratio))
 
-    per_pattern = max(min_per_pattern, round(target_total * (1 - negative_ratio) / n_patterns))
-    while per_pattern > min_per_pattern and per_pattern * n_patterns + negatives_for(per_pattern) > max_total:
-        per_pattern -= 1
-    return DatasetSizes(per_pattern, negatives_for(per_pattern))
+    sizes = sizes_at(1.0)
+    if sizes.total > max_total:
+        # the largest scale (to 1e-9) at which the rounded sizes fit
+        low, high = 0.0, 1.0
+        while high - low > 1e-9:
+            mid = (low + high) / 2
+            low, high = (mid, high) if sizes_at(mid).total <= max_total else (low, mid)
+        sizes = sizes_at(low)
+    return sizes
 
 
 @dataclass(frozen=True)
@@ -91,9 +111,9 @@ def build_subject_dataset(
     """Draw positives from each selected pattern's pool and uniform negatives (none of them in
     `exclude_negatives`, e.g. held-out test rows), then shuffle."""
     parts, sources = [], []
-    for i, name in enumerate(selected):
-        parts.append(take(pools[name], sizes.per_pattern, rng))
-        sources.append(np.full(sizes.per_pattern, i))
+    for i, (name, rows) in enumerate(zip(selected, sizes.per_pattern, strict=True)):
+        parts.append(take(pools[name], rows, rng))
+        sources.append(np.full(rows, i))
     if sizes.negatives:
         negatives = sample_negatives(space, selected, sizes.negatives, rng, exclude_rows=exclude_negatives)
         if len(negatives) == 0:

@@ -7,10 +7,10 @@ the held-out test set with the stored weights, and judges each pair (see `valida
 
 from __future__ import annotations
 
-import math
+import itertools
 import time
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -34,6 +34,8 @@ class TrainedExample:
     scales: dict[str, dict[str, float]]  # "degraded"/"improved" -> tensor name -> quantization scale
     accuracy: dict[str, dict[str, float]]  # "degraded"/"improved" -> group -> held-out accuracy
     verdict: Verdict
+    # "degraded"/"improved" -> every enabled pattern with held-out rows -> share answered "yes"
+    recall: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def stage_rules(cfg: Config) -> StageRules:
@@ -47,6 +49,7 @@ def stage_rules(cfg: Config) -> StageRules:
         min_stage1_improvement=st.min_improvement_threshold,
         stage2_lr_factor=st.improvement_lr_factor,
         record_batch_loss=cfg.metrics.tensorboard.update_freq == "batch",
+        min_delta=cfg.training.early_stopping.min_delta,
         stage2_max_other_drop=(
             cfg.validation.max_other_degradation
             if cfg.staged_training.stage2_watch == "target" and cfg.validation.pattern_specific
@@ -61,17 +64,20 @@ def stack_padding(cfg: Config) -> Padding:
     depends on which examples it was trained beside."""
     pat = cfg.dataset.patterns
     train = val = 0
+    weights = pat.row_weights(tuple(pat.enabled_patterns))
     for k in range(pat.min_patterns_per_batch, pat.max_patterns_per_batch + 1):
-        sizes = dataset_sizes(
-            k,
-            pat.target_total_examples,
-            pat.negative_ratio,
-            pat.samples_per_pattern.min,
-            pat.max_total_examples,
-        )
-        n = k * sizes.per_pattern + sizes.negatives
-        n_val = round(n * cfg.training.validation_split)  # as plan_example splits
-        train, val = max(train, n - n_val), max(val, n_val)
+        # a model's size depends on its patterns' weights alone: each distinct set of them, once
+        for chosen in {tuple(sorted(c)) for c in itertools.combinations(weights, k)}:
+            n = dataset_sizes(
+                k,
+                pat.target_total_examples,
+                pat.negative_ratio,
+                pat.samples_per_pattern.min,
+                pat.max_total_examples,
+                chosen,
+            ).total
+            n_val = round(n * cfg.training.validation_split)  # as plan_example splits
+            train, val = max(train, n - n_val), max(val, n_val)
     select = (pat.max_patterns_per_batch + 1) * cfg.validation.test_set_size
     return Padding(cfg.model.neurons_per_layer.max, train, val, select)
 
@@ -84,10 +90,12 @@ def thresholds(cfg: Config) -> Thresholds:
         max_other_degradation=v.max_other_degradation,
         min_overall_gain=cfg.training.min_degradation_threshold,
         max_negative_degradation=v.max_negative_degradation,
+        min_pattern_accuracy=v.min_pattern_accuracy,
+        min_negative_accuracy=v.min_negative_accuracy,
     )
 
 
-def training_job(plan: ExamplePlan, validation: ValidationSection) -> TrainingJob:
+def training_job(plan: ExamplePlan, cfg: Config) -> TrainingJob:
     train, val = ~plan.is_val, plan.is_val
     x, clean, corrupted = plan.data.sequences, plan.data.labels, plan.stage1_labels
     return TrainingJob(
@@ -100,7 +108,8 @@ def training_job(plan: ExamplePlan, validation: ValidationSection) -> TrainingJo
         y_val_stage2=clean[val],
         init_weights=plan.init_weights,
         order_seed=plan.order_seed,
-        **_selection(plan, validation),
+        standardize_inputs=cfg.training.standardize_inputs,
+        **_selection(plan, cfg.validation),
     )
 
 
@@ -112,7 +121,7 @@ def _selection(plan: ExamplePlan, validation: ValidationSection) -> dict:
     groups = (*plan.selected, NEGATIVE)
     negatives = validation.max_negative_degradation
     allowed = [validation.max_other_degradation] * len(plan.selected)
-    allowed.append(math.inf if negatives is None else negatives)
+    allowed.append(validation.max_other_degradation if negatives is None else negatives)
     return {
         "select_allowed_drop": np.array(allowed),
         "x_select": plan.selection.sequences,
@@ -123,10 +132,33 @@ def _selection(plan: ExamplePlan, validation: ValidationSection) -> dict:
 
 
 def held_out_inputs(plan: ExamplePlan) -> tuple[torch.Tensor, dict[str, np.ndarray]]:
-    """The held-out test set's encoded inputs and each group's rows: the same for both checkpoints."""
-    groups = np.array(plan.test.groups)
-    masks = {g: groups == g for g in (*plan.selected, NEGATIVE)}
-    return encode_inputs(plan.test.sequences, plan.spec), {g: m for g, m in masks.items() if m.any()}
+    """The encoded held-out rows, the test set then the profile set, and each group's rows: the same for
+    both checkpoints. Groups: the selected patterns and "negative" (test set), then every other enabled
+    pattern (profile set)."""
+    groups = np.array(plan.test.groups + plan.profile.groups)
+    rows = np.concatenate([plan.test.sequences, plan.profile.sequences])
+    names = (*plan.selected, NEGATIVE, *dict.fromkeys(plan.profile.groups))
+    masks = {g: groups == g for g in names}
+    return encode_inputs(rows, plan.spec), {g: m for g, m in masks.items() if m.any()}
+
+
+def held_out_scores(
+    plan: ExamplePlan,
+    weights: dict[str, torch.Tensor],
+    inputs: tuple[torch.Tensor, dict[str, np.ndarray]] | None = None,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """(accuracy, recall) on held-out rows. `accuracy`: per selected pattern, on negatives and overall,
+    on the test set (what validation judges). `recall`: the share of each enabled pattern's held-out
+    members answered "yes", for the selected patterns (their test rows) and the others (the profile
+    set); negatives are not a pattern and have none. `inputs`: `held_out_inputs` of the plan."""
+    x, masks = inputs or held_out_inputs(plan)
+    yes = (predict_logits(plan.spec, weights, x) > 0).numpy()
+    n_test = len(plan.test.groups)
+    correct = yes[:n_test] == plan.test.labels.astype(bool)
+    accuracy = {g: float(correct[m[:n_test]].mean()) for g, m in masks.items() if m[:n_test].any()}
+    accuracy["overall"] = float(correct.mean())
+    recall = {g: float(yes[m].mean()) for g, m in masks.items() if g != NEGATIVE}
+    return accuracy, recall
 
 
 def group_accuracy(
@@ -134,13 +166,16 @@ def group_accuracy(
     weights: dict[str, torch.Tensor],
     inputs: tuple[torch.Tensor, dict[str, np.ndarray]] | None = None,
 ) -> dict[str, float]:
-    """Held-out accuracy per selected pattern, on negatives, and overall. `inputs`: `held_out_inputs`
-    of the plan, when already made."""
-    x, masks = inputs or held_out_inputs(plan)
-    correct = (predict_logits(plan.spec, weights, x) > 0).numpy() == plan.test.labels.astype(bool)
-    accuracy = {g: float(correct[m].mean()) for g, m in masks.items()}
-    accuracy["overall"] = float(correct.mean())
-    return accuracy
+    """Held-out accuracy per selected pattern, on negatives, and overall (`held_out_scores`)."""
+    return held_out_scores(plan, weights, inputs)[0]
+
+
+def held_out_sizes(plan: ExamplePlan) -> dict[str, int]:
+    """Held-out rows behind each recall (every enabled pattern) and behind specificity ("negative")."""
+    counts: dict[str, int] = {}
+    for group in plan.test.groups + plan.profile.groups:
+        counts[group] = counts.get(group, 0) + 1
+    return counts
 
 
 def train_examples(
@@ -151,11 +186,12 @@ def train_examples(
     stats: CohortStats | None = None,
     watched: Collection[int] | None = None,
     seconds: dict[str, float] | None = None,
+    threads: int = 1,
 ) -> list[TrainedExample]:
     """`watched`: the example indices that get per-epoch snapshots when the config asks for them (the
     models whose curves go to TensorBoard); None: the first `CURVE_SAMPLE` of `indices`. `seconds`: if
     given, the time spent planning, training and validating is added to its "plan", "train" and
-    "validate" entries."""
+    "validate" entries. `threads`: stacks trained side by side (the bits do not depend on it)."""
     clock = time.perf_counter()
 
     def lap(stage: str) -> None:
@@ -166,7 +202,7 @@ def train_examples(
         clock = now
 
     plans = [plan_example(cfg, pools, i) for i in indices]
-    jobs = [training_job(p, cfg.validation) for p in plans]
+    jobs = [training_job(p, cfg) for p in plans]
     checkpoint = cfg.metrics.checkpoint
     watched = set(indices[:CURVE_SAMPLE] if watched is None else watched)
     if checkpoint.save_every_epoch:
@@ -174,18 +210,20 @@ def train_examples(
             if plan.index in watched:
                 job.snapshot_epochs, job.snapshot_optimizer = True, checkpoint.save_optimizer_state
     lap("plan")
-    results = train_cohort(jobs, stage_rules(cfg), device=device, stats=stats, padding=stack_padding(cfg))
+    results = train_cohort(
+        jobs, stage_rules(cfg), device=device, stats=stats, padding=stack_padding(cfg), threads=threads
+    )
     lap("train")
     rules = thresholds(cfg)
     out = []
     for plan, result in zip(plans, results, strict=True):
-        stored, scales, accuracy = {}, {}, {}
+        stored, scales, accuracy, recall = {}, {}, {}, {}
         inputs = held_out_inputs(plan)
         for which in ("degraded", "improved"):
             stored[which], scales[which] = apply_precision_and_quantization(
                 getattr(result, which), cfg.model.precision, cfg.model.quantization
             )
-            accuracy[which] = group_accuracy(plan, stored[which], inputs)
+            accuracy[which], recall[which] = held_out_scores(plan, stored[which], inputs)
         verdict = judge(
             plan.target,
             accuracy["degraded"],
@@ -195,7 +233,9 @@ def train_examples(
             result.stage1_learned,
         )
         out.append(
-            TrainedExample(plan, result, stored["degraded"], stored["improved"], scales, accuracy, verdict)
+            TrainedExample(
+                plan, result, stored["degraded"], stored["improved"], scales, accuracy, verdict, recall
+            )
         )
     lap("validate")
     return out
