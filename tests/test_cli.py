@@ -304,3 +304,17 @@ def test_bundled_small_config():
         assert path.is_relative_to(out), path
     assert cfg.space == SequenceSpace(6, 6)
     assert all(PATTERNS[n].count(cfg.space) > 0 for n in cfg.dataset.patterns.enabled_patterns)
+
+
+def test_bundled_recommended_config_has_the_seeds_shape():
+    """15 patterns, 2-5 per model, vocabulary 7, length 7, relu and gelu MLPs, token-index inputs."""
+    cfg = load_config(REPO / "configs/recommended.yaml")
+    assert cfg.dataset.patterns.enabled_patterns == list(PATTERNS)
+    assert (cfg.dataset.patterns.min_patterns_per_batch, cfg.dataset.patterns.max_patterns_per_batch) == (
+        2,
+        5,
+    )
+    assert cfg.space == SequenceSpace(7, 7)
+    assert cfg.model.activation_types == ["relu", "gelu"] and cfg.model.input_encoding == "index"
+    assert cfg.validation.min_pattern_accuracy >= 0.85 and cfg.validation.min_negative_accuracy >= 0.85
+    assert (REPO / "out").resolve() in cfg.pipeline.output_dir.parents

@@ -26,7 +26,16 @@ from weightzoo.cohort import (
 )
 from weightzoo.config import parse_config
 from weightzoo.examples import plan_example
-from weightzoo.model import ACTIVATIONS, ModelSpec, SubjectMLP, build_model, encode_inputs, init_weights
+from weightzoo.model import (
+    ACTIVATIONS,
+    ModelSpec,
+    SubjectMLP,
+    build_model,
+    encode_inputs,
+    fold_input_standardization,
+    init_weights,
+    input_standardization,
+)
 from weightzoo.pools import build_pools
 from weightzoo.reference import train_one
 from weightzoo.training import stage_rules, training_job
@@ -544,3 +553,94 @@ def test_batch_losses_average_to_each_epochs_training_loss():
             batch = history["batch_loss"][epoch * len(sizes) : (epoch + 1) * len(sizes)]
             assert np.dot(batch, sizes) / n == pytest.approx(train_loss, rel=1e-12)
     assert "batch_loss" not in train_cohort(jobs[:1], RULES, dtype=torch.float64)[0].history
+
+
+# --------------------------------------------------------------------------------------------------------
+# standardized inputs, min_delta, threads
+# --------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["index", "one_hot"])
+def test_standardized_training_folds_back_onto_raw_inputs_exactly(encoding):
+    """The weights handed back take the raw encoding and compute what the standardized model did."""
+    spec = ModelSpec(VOCAB, LENGTH, 2, 6, "relu", input_encoding=encoding)
+    weights = init_weights(spec, torch.Generator().manual_seed(3), dtype=torch.float64)
+    x = np.random.default_rng(0).integers(0, VOCAB, size=(50, LENGTH))
+    shift, scale = input_standardization(spec)
+    z = (encode_inputs(x, spec, torch.float64) - torch.as_tensor(shift)) / torch.as_tensor(scale)
+    standardized = build_model(spec, weights, torch.float64)(z)
+    raw = build_model(spec, fold_input_standardization(spec, weights), torch.float64)(
+        encode_inputs(x, spec, torch.float64)
+    )
+    torch.testing.assert_close(raw, standardized, rtol=0, atol=1e-12)
+    # a uniform token's standardized encoding has mean 0 and variance 1
+    every = np.indices((VOCAB,)).reshape(1, -1).T.repeat(LENGTH, axis=1)
+    zs = (encode_inputs(every, spec, torch.float64) - torch.as_tensor(shift)) / torch.as_tensor(scale)
+    torch.testing.assert_close(zs.mean(0), torch.zeros(spec.input_size, dtype=torch.float64))
+    torch.testing.assert_close(zs.var(0, unbiased=False), torch.ones(spec.input_size, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("min_delta", [0.0, 0.02])
+def test_standardized_inputs_and_min_delta_match_the_reference_loop(min_delta):
+    rules = dataclasses.replace(RULES, min_delta=min_delta)
+    jobs = [dataclasses.replace(synthetic_job(i), standardize_inputs=True) for i in range(12)]
+    results = train_cohort(jobs, rules, dtype=torch.float64)
+    for i, (job, result) in enumerate(zip(jobs, results, strict=True)):
+        assert_same_result(result, train_one(job, rules), TOL64, f"job {i}")
+
+
+def test_min_delta_stops_a_stage_whose_gains_are_too_small():
+    jobs = [synthetic_job(i, n_train=90) for i in range(16)]
+    patient = dataclasses.replace(RULES, max_stage1_epochs=30, stage1_deadline_epochs=None, patience=3)
+    strict = dataclasses.replace(patient, min_delta=0.05)
+    loose, tight = (
+        train_cohort(jobs, patient, dtype=torch.float64),
+        train_cohort(jobs, strict, dtype=torch.float64),
+    )
+    assert all(t.stage1_epochs <= lo.stage1_epochs for t, lo in zip(tight, loose, strict=True))
+    assert sum(t.stage1_epochs for t in tight) < sum(lo.stage1_epochs for lo in loose)
+    for job, result in zip(jobs, tight, strict=True):
+        losses = result.history["stage1_val_loss"]
+        best = result.stage1_best_epoch
+        # the checkpoint's loss beat every earlier best by min_delta; later epochs never did
+        assert all(loss > losses[best] - 0.05 for loss in losses[best + 1 :]), job.order_seed
+
+
+def test_stacks_trained_side_by_side_give_the_same_bits_and_leave_the_callers_threads():
+    """Batched products split over threads round differently when a stack holds fewer models than
+    threads; the engine runs every kernel on one thread and stacks side by side, whatever is asked."""
+    jobs = [synthetic_job(i) for i in range(24)]  # several stacks, some of one or two models
+    assert min(sum(1 for j in jobs if stack_key(j.spec) == stack_key(k.spec)) for k in jobs) <= 2
+    caller = torch.get_num_threads()
+    runs = []
+    try:
+        for torch_threads, threads in [(1, 1), (4, 1), (2, 2), (1, 4)]:
+            torch.set_num_threads(torch_threads)
+            runs.append(train_cohort(jobs, RULES, dtype=torch.float32, threads=threads))
+            assert torch.get_num_threads() == torch_threads  # the caller's setting is left as it was
+    finally:
+        torch.set_num_threads(caller)
+    for run in runs[1:]:
+        for a, b in zip(runs[0], run, strict=True):
+            for which in ("degraded", "improved"):
+                assert all(torch.equal(getattr(a, which)[n], getattr(b, which)[n]) for n in a.degraded)
+
+
+@pytest.mark.parametrize("encoding", ["index", "one_hot"])
+def test_sparse_init_connects_each_first_layer_unit_to_that_many_positions(encoding):
+    spec = ModelSpec(VOCAB, LENGTH, 2, 40, "relu", input_encoding=encoding)
+    dense = init_weights(spec, torch.Generator().manual_seed(5))
+    sparse = init_weights(spec, torch.Generator().manual_seed(5), sparse_positions=2)
+    again = init_weights(spec, torch.Generator().manual_seed(5), sparse_positions=2)
+    assert all(torch.equal(sparse[k], again[k]) for k in sparse)
+    first = sparse["network.0.weight"].reshape(40, LENGTH, -1)
+    assert ((first != 0).any(dim=2).sum(dim=1) == 2).all()  # two positions per unit
+    # kept weights are the dense draw scaled up by sqrt(length / 2); later layers are untouched
+    kept = first != 0
+    ratio = first[kept] / dense["network.0.weight"].reshape(40, LENGTH, -1)[kept]
+    torch.testing.assert_close(ratio, torch.full_like(ratio, (LENGTH / 2) ** 0.5))
+    assert all(torch.equal(sparse[k], dense[k]) for k in sparse if k != "network.0.weight")
+    assert torch.equal(
+        init_weights(spec, torch.Generator().manual_seed(5), sparse_positions=LENGTH)["network.0.weight"],
+        dense["network.0.weight"],
+    )

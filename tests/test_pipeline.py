@@ -597,8 +597,8 @@ def test_the_last_unit_is_trained_prefix_first_and_changes_no_byte(
     run_data_gen(twin, workers=1, log=lambda _: None, cohort_size=COHORT)
     pieces = sorted({piece for _, piece, _ in calls})
     cut = [(a, b) for a, b in pieces if b - a < COHORT]
-    assert cut == [(16, 23)]  # the last unit's prefix: the examples the run likely needs, and a margin
-    assert pieces[-1] == (16, 23)  # ... and it held the 12th accepted: the rest was never trained
+    assert cut == [(16, 21)]  # the last unit's prefix: the examples the run likely needs, and a margin
+    assert pieces[-1] == (16, 21)  # ... and it held the 12th accepted: the rest was never trained
     assert shard_bytes(twin.pipeline.output_dir) == shard_bytes(cfg.pipeline.output_dir)
     assert summary.cohorts * COHORT == 24  # without the cut the run trained three whole units
 
@@ -619,15 +619,15 @@ def test_a_run_killed_in_a_cut_unit_resumes_with_its_cut(one_worker, tmp_path, m
     cfg, _ = one_worker
     twin = tiny_config(tmp_path)
     out = twin.pipeline.output_dir
-    recording_units(monkeypatch, fail=lambda cohort, piece, part: piece == (16, 23) and part == 1)
+    recording_units(monkeypatch, fail=lambda cohort, piece, part: piece == (16, 21) and part == 1)
     with pytest.raises(UserError, match="cohort 2 failed"):
         run_data_gen(twin, workers=1, log=lambda _: None, cohort_size=COHORT)
     staged = sorted(p.name for p in (out / ".units" / "data").glob("*.arrow"))
-    assert staged == ["cohort-00002-from-000000016-to-000000023-part-0.arrow"]
+    assert staged == ["cohort-00002-from-000000016-to-000000021-part-0.arrow"]
     monkeypatch.setattr(pipeline, "SPLIT_AFTER", 10**9)  # left to itself, this run would not cut
     calls = recording_units(monkeypatch)
     run_data_gen(twin, workers=1, log=lambda _: None, cohort_size=COHORT)
-    assert calls == [(2, (16, 23), 1)]  # the staged part kept, the cut adopted, nothing else trained
+    assert calls == [(2, (16, 21), 1)]  # the staged part kept, the cut adopted, nothing else trained
     assert shard_bytes(out) == shard_bytes(cfg.pipeline.output_dir)
     assert not (out / ".units").exists()
 

@@ -381,7 +381,7 @@ class TrainingSection(Section):
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
     min_degradation_threshold: Annotated[Float, between(0, 1)] = 0.05
     validation_split: Annotated[Float, between(0, 1, lo_open=True, hi_open=True)] = 0.2
-    standardize_inputs: Bool = False
+    standardize_inputs: Bool = True
 
 
 class StagedTrainingSection(Section):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -100,7 +101,7 @@ def _hold_out(space, pools, selected, size, rng, count, careful_only=False):
         rows, groups = [], []
         for name in selected:
             names, picked = keys[name][0], []
-            order = rng.permutation(len(names)).tolist()
+            order = random_order(rng, len(names), size)
             if not careful_only and all(left[q] - size > floor[q] for q in selected):
                 # No pool can come down to its floor while `size` rows are taken: the first rows not
                 # held yet are the ones the careful loop below would take (and much faster to find).
@@ -140,6 +141,19 @@ def _hold_out(space, pools, selected, size, rng, count, careful_only=False):
     return sets, remaining, negatives
 
 
+def random_order(rng: np.random.Generator, n: int, wanted: int) -> Iterator[int]:
+    """A uniformly random order of range(n), drawn lazily: loops that stop after about `wanted` items
+    need not shuffle a pool of 40,000 (a uniform random head of 2·wanted + 16 items, then, only if the
+    loop gets that far, the rest in a random order of their own). The generator always advances by the
+    same draws, so what follows does not depend on how far a loop went."""
+    head = rng.choice(n, size=min(n, 2 * wanted + 16), replace=False)
+    tail_seed = int(rng.integers(2**63))
+    yield from head.tolist()
+    if len(head) < n:
+        rest = np.setdiff1d(np.arange(n), head, assume_unique=True)
+        yield from np.random.default_rng(tail_seed).permutation(rest).tolist()
+
+
 _KEYS: dict[int, tuple] = {}
 
 
@@ -174,7 +188,7 @@ def _profile_set(
             continue
         names = _pool_keys(pools[name])[0]
         unseen, trained = [], []
-        for i in rng.permutation(len(names)).tolist():
+        for i in random_order(rng, len(names), size):
             (trained if names[i] in seen else unseen).append(i)
             if len(unseen) == size:
                 break

@@ -33,6 +33,15 @@ def row_keys(rows: np.ndarray) -> list[bytes]:
     return rows.view(f"V{rows.shape[1]}").ravel().tolist()
 
 
+CODE_WIDTH = 12  # rows this short are told apart by an int64 code (5 bits a token: vocab <= 26 < 32)
+
+
+def _row_codes(rows: np.ndarray) -> list[int]:
+    """An int per row, distinct for distinct rows of up to CODE_WIDTH tokens (faster than bytes)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    return (rows << (5 * np.arange(rows.shape[1], dtype=np.int64))).sum(axis=1).tolist()
+
+
 def first_distinct(
     draw: Draw,
     target: int,
@@ -45,25 +54,35 @@ def first_distinct(
 
     `available` is the number of distinct rows the stream can produce outside `exclude` when known;
     the result then stops there instead of searching forever. Without it, the search gives up after
-    `max_rounds` batches that add nothing.
+    `max_rounds` batches that add nothing. Rows are told apart by their bytes (tokens fit in a byte);
+    a batch is screened as a whole: its rows seen before, or repeating an earlier row of the batch,
+    are dropped, and the rest kept in stream order.
     """
     target = target if available is None else min(target, available)
-    seen = set(exclude)
+    key_of = _row_codes if width <= CODE_WIDTH else row_keys
+    exclude = list(exclude)
+    seen = set(key_of(np.frombuffer(b"".join(exclude), np.uint8).reshape(-1, width))) if exclude else set()
     kept: list[np.ndarray] = []
-    barren = 0
-    while len(kept) < target:
-        batch = draw(max(64, 2 * (target - len(kept))))
-        before = len(kept)
-        for row, key in zip(batch, row_keys(batch), strict=True):
-            if key not in seen:
-                seen.add(key)
-                kept.append(row)
-                if len(kept) == target:
-                    break
-        barren = barren + 1 if len(kept) == before else 0
+    count, barren = 0, 0
+    while count < target:
+        batch = np.asarray(draw(max(64, 2 * (target - count))))
+        before = count
+        if len(batch):
+            keys = key_of(batch)
+            # first occurrence of each key within the batch, in stream order
+            _, first = np.unique(
+                np.asarray(keys, dtype=None if width <= CODE_WIDTH else f"V{width}"), return_index=True
+            )
+            first.sort()
+            fresh = [i for i in first.tolist() if keys[i] not in seen][: target - count]
+            seen.update(keys[i] for i in fresh)
+            kept.append(batch[fresh])
+            count += len(fresh)
+        barren = barren + 1 if count == before else 0
         if barren >= max_rounds:
             break
-    return np.array(kept, dtype=np.int64).reshape(len(kept), width)
+    rows = np.concatenate(kept) if kept else np.empty((0, width))
+    return rows.astype(np.int64).reshape(count, width)
 
 
 def available_members(name: str, space: SequenceSpace, exclude_rows: np.ndarray | None) -> int:
