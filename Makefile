@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/acceptance_rate.py --examples 512 --cohort 512
 	$(PY) benchmarks/acceptance_rate.py --examples 512 --cohort 512 --corruption-rate 1.0
 	$(PY) benchmarks/pipeline_throughput.py --accepted 60 --workers 2
+	$(PY) benchmarks/label_quality.py --accepted 100 --unchanged-accepted 0
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .ruff_cache .hypothesis

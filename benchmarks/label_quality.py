@@ -2,7 +2,7 @@
 on fresh sequences; side by side with the seed's config as it behaved before the quality gate.
 
 Run: python benchmarks/label_quality.py [--config configs/recommended.yaml] [--accepted 500]
-     [--baseline-accepted N] [--unchanged-accepted 50] [--workers 2] [--fresh 500]
+     [--baseline-accepted N] [--unchanged-accepted 50] [--workers 2] [--fresh 500] [--set k=v]
 
 Three runs of `weightzoo run-data-gen` (the command itself, in a subprocess, timed as a whole), each
 into its own temporary folder with its own signature file:
@@ -12,16 +12,18 @@ into its own temporary folder with its own signature file:
    the rows negative);
 3. the seed's config unchanged (the gate on, by default).
 Only paths, the number of accepted examples, the worker count and TensorBoard's server (not launched)
-are changed. Each dataset is then scored by `weightzoo.audit`, which shares no code with training or
-validation: recall of every selected pattern and specificity on fresh sequences (outside the run's
-pools wherever a pattern has members to spare), the target's gain, the other patterns' and the
-negatives' change. Printed: the verified share, the share of classification completions that are true,
-the distributions, accepted and verified examples/s, and verified examples/s against the baseline's.
+are changed, and for the first run each `--set key.path=value`. Each dataset is then scored by
+`weightzoo.audit`, which shares no code with training or validation: recall of every selected pattern
+and specificity on fresh sequences (outside the run's pools wherever a pattern has members to spare),
+the target's gain, the other patterns' and the negatives' change. Printed: the verified share, the
+share of classification completions that are true, the distributions, accepted and verified
+examples/s, and verified examples/s against the baseline's.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import subprocess
 import sys
@@ -32,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import yaml
+from recipe_levers import apply  # noqa: E402  (a sibling script: benchmarks/ is on sys.path)
 
 from weightzoo.audit import Bars, audit_row, fresh_members, fresh_negatives
 from weightzoo.config import parse_config
@@ -61,9 +64,13 @@ def merge(base: dict, extra: dict) -> dict:
     return base
 
 
-def run(label: str, config: Path, accepted: int, workers: int, folder: Path, extra: dict) -> dict:
+def run(
+    label: str, config: Path, accepted: int, workers: int, folder: Path, extra: dict, sets: list[str] = ()
+) -> dict:
     """One run-data-gen in `folder`; returns its config, output folder and seconds."""
     raw = merge(yaml.safe_load(config.read_text()), extra)
+    for assignment in sets:
+        apply(raw, assignment)
     raw["dataset"]["output_dataset_length"] = accepted
     raw["pipeline"].update(output_dir=str(folder / "out"), max_threads=workers)
     raw["signature"]["dataset_path"] = str(folder / "signature.json")
@@ -128,6 +135,8 @@ def report(result: dict, scores: list[dict]) -> float:
     print(f"    target gain            {spread([s['target_gain'] for s in scores])}")
     print(f"    other patterns' change {spread([c for s in scores for c in s['other_changes']])}")
     print(f"    negatives' change      {spread([s['negatives_change'] for s in scores])}")
+    counts = collections.Counter(p for s in scores for p in s["selected"])
+    print("  accepted rows selecting each pattern: " + " ".join(f"{p}={n}" for p, n in counts.most_common()))
     named = [len(s["named"]) - len(s["selected"]) for s in scores]
     print(f"  patterns named beyond the selected ones: {sum(named)} in {sum(1 for k in named if k)} rows")
     return verified / seconds
@@ -141,13 +150,14 @@ def main() -> None:
     parser.add_argument("--unchanged-accepted", type=int, default=50, help="0 skips the run")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--fresh", type=int, default=500, help="fresh members per pattern")
+    parser.add_argument("--set", action="append", default=[], dest="sets", help="key.path=value for --config")
     args = parser.parse_args()
     bars = Bars()
     with tempfile.TemporaryDirectory() as tmp:
         folders = [Path(tmp) / name for name in ("config", "baseline", "unchanged")]
         for folder in folders:
             folder.mkdir()
-        runs = [run("config", args.config, args.accepted, args.workers, folders[0], {})]
+        runs = [run("config", args.config, args.accepted, args.workers, folders[0], {}, args.sets)]
         baseline_n = args.baseline_accepted or args.accepted
         runs.append(run("baseline", SEED, baseline_n, args.workers, folders[1], BEFORE_THE_GATE))
         if args.unchanged_accepted:

@@ -221,3 +221,47 @@ def test_a_real_config_dump_fills_every_setting(tmp_path):
     assert "None" not in config_part
     assert table_row(card, "Random seed")[1] == "42"
     assert "hf_never_in_the_card" not in card
+
+
+def test_the_card_shows_the_label_quality_distributions(tmp_path):
+    """Worst selected recall, specificity, target gain, other patterns' and negatives' change."""
+    out = tmp_path / "out"
+    (out / "data").mkdir(parents=True)
+    (out / "rejected").mkdir()
+    rows = []
+    for i, (worst, spec_after) in enumerate([(0.86, 0.9), (0.9, 0.95), (1.0, 0.99)]):
+        row = accepted(i, "palindrome", 0.2, 0.9, "a", "b")
+        meta = json.loads(row["metadata"])
+        meta.update(
+            selected_patterns=["palindrome", "sorted_ascending"],
+            detected_patterns=["all_same", "palindrome", "sorted_ascending"],
+            held_out={
+                "recall": {
+                    "degraded": {"palindrome": 0.1, "sorted_ascending": worst + 0.01, "all_same": 0.5},
+                    "improved": {"palindrome": 0.95, "sorted_ascending": worst, "all_same": 1.0},
+                },
+                "specificity": {"degraded": 0.97, "improved": spec_after},
+                "sizes": {"palindrome": 300, "sorted_ascending": 300, "negative": 300, "all_same": 7},
+            },
+        )
+        row["metadata"] = json.dumps(meta)
+        rows.append(row)
+    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), out / "data" / "cohort-00000.parquet")
+    pq.write_table(
+        pa.Table.from_pylist([], schema=REJECTED_SCHEMA), out / "rejected" / "cohort-00000.parquet"
+    )
+    (out / "dataset_info.json").write_text(json.dumps({"config": CONFIG, "complete": True, "attempted": 3}))
+    card = dataset_card(out)
+    assert "## Label quality" in card and "median set size: 300 rows" in card
+    assert table_row(card, "Improved model: recall of its worst selected pattern")[1] == (
+        "0.860 / 0.900 / 0.900 / 0.950 / 0.950"  # the worst of palindrome's 0.95 and sorted_ascending's
+    )
+    assert table_row(card, "Improved model: specificity (matching none of its patterns)")[1].startswith(
+        "0.900"
+    )
+    assert (
+        table_row(card, "Change on each other selected pattern")[1]
+        == "-0.010 / -0.010 / -0.010 / -0.010 / -0.010"
+    )
+    assert table_row(card, "Change on negatives")[1].startswith("-0.070")
+    assert "Patterns named beyond the selected ones: 3 in all" in card

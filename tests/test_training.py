@@ -394,3 +394,30 @@ def test_the_seeds_config_trains_to_the_same_bits_with_any_thread_count(threads)
             w, v = getattr(a, which), getattr(b, which)
             assert all(torch.equal(w[n], v[n]) for n in w), (a.plan.index, which)
         assert a.accuracy == b.accuracy and a.recall == b.recall
+
+
+def test_a_dataset_factor_multiplies_the_rows_of_models_that_select_the_pattern_and_trains_them_apart():
+    raw = small_raw()
+    raw["dataset"]["patterns"]["pattern_dataset_factor"] = {"palindrome": 3}
+    cfg = parse_config(raw)
+    p = cfg.dataset.patterns
+    pools = build_pools(cfg.space, p.enabled_patterns, p.pool_size, cfg.pipeline.random_seed)
+    plans = [plan_example(cfg, pools, i) for i in range(24)]
+    big = [plan for plan in plans if "palindrome" in plan.selected]
+    assert big and len(big) < len(plans)
+    for plan in plans:
+        factor = 3 if "palindrome" in plan.selected else 1
+        assert abs(len(plan.data) - factor * p.target_total_examples) <= 2 * len(plan.selected) + 1
+        padding = stack_padding(cfg, factor)
+        assert len(training_job(plan, cfg).x_train) <= padding.train_rows
+    assert stack_padding(cfg, 3).train_rows > 2 * stack_padding(cfg, 1).train_rows
+    # an example of either size trains to the same bits alone as beside the others
+    together = train_examples(cfg, pools, list(range(24)))
+    for example in (
+        together[plans.index(big[0])],
+        together[plans.index(next(q for q in plans if q not in big))],
+    ):
+        alone = train_examples(cfg, pools, [example.plan.index])[0]
+        for which in ("degraded", "improved"):
+            a, b = getattr(alone, which), getattr(example, which)
+            assert all(torch.equal(a[n], b[n]) for n in a)

@@ -355,9 +355,21 @@ class PatternsSection(Section):
         default_factory=dict
     )
 
+    # pattern -> multiplier of the whole dataset of a model that selects it (the largest of its
+    # patterns' applies, default 1): some patterns need many more distinct rows than the others
+    pattern_dataset_factor: dict[PatternName, Annotated[Float, between(1, 100)]] = Field(default_factory=dict)
+
     def row_weights(self, selected: tuple[str, ...]) -> tuple[float, ...]:
         """Each selected pattern's multiplier of its share of positive rows."""
         return tuple(float(self.pattern_rows.get(name, 1.0)) for name in selected)
+
+    def dataset_factor(self, selected: tuple[str, ...]) -> float:
+        """How many times `target_total_examples` rows a model with these patterns gets."""
+        return max((float(self.pattern_dataset_factor.get(name, 1.0)) for name in selected), default=1.0)
+
+    def total_rows(self, selected: tuple[str, ...]) -> int:
+        """The rows a model with these patterns aims at, before `max_total_examples`."""
+        return round(self.target_total_examples * self.dataset_factor(selected))
 
 
 class DatasetSection(Section):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +30,7 @@ import torch
 from weightzoo.config import Config
 from weightzoo.model import ModelSpec, init_weights
 from weightzoo.patterns import PATTERN_NAMES
-from weightzoo.pools import row_key, row_keys, sample_negatives
+from weightzoo.pools import _row_ids, isin_sorted, row_key, row_keys, sample_negatives
 from weightzoo.seeding import Stream, rng_for
 from weightzoo.subject_data import SubjectDataset, build_subject_dataset, dataset_sizes
 
@@ -141,17 +141,27 @@ def _hold_out(space, pools, selected, size, rng, count, careful_only=False):
     return sets, remaining, negatives
 
 
-def random_order(rng: np.random.Generator, n: int, wanted: int) -> Iterator[int]:
-    """A uniformly random order of range(n), drawn lazily: loops that stop after about `wanted` items
-    need not shuffle a pool of 40,000 (a uniform random head of 2·wanted + 16 items, then, only if the
-    loop gets that far, the rest in a random order of their own). The generator always advances by the
-    same draws, so what follows does not depend on how far a loop went."""
+def random_head(rng: np.random.Generator, n: int, wanted: int) -> tuple[np.ndarray, Callable[[], np.ndarray]]:
+    """A uniformly random order of range(n), drawn lazily: its head (2·wanted + 16 items, uniformly
+    chosen and ordered), and a function giving the rest in a random order of their own. Loops that stop
+    after about `wanted` items need not shuffle a pool of 10,000, and the generator always advances by
+    the same draws, so what follows does not depend on how far a loop went."""
     head = rng.choice(n, size=min(n, 2 * wanted + 16), replace=False)
     tail_seed = int(rng.integers(2**63))
+
+    def rest() -> np.ndarray:
+        others = np.setdiff1d(np.arange(n), head, assume_unique=True)
+        return np.random.default_rng(tail_seed).permutation(others)
+
+    return head, rest
+
+
+def random_order(rng: np.random.Generator, n: int, wanted: int) -> Iterator[int]:
+    """`random_head`'s order, item by item, drawing the rest only if the loop gets that far."""
+    head, rest = random_head(rng, n, wanted)
     yield from head.tolist()
     if len(head) < n:
-        rest = np.setdiff1d(np.arange(n), head, assume_unique=True)
-        yield from np.random.default_rng(tail_seed).permutation(rest).tolist()
+        yield from rest().tolist()
 
 
 _KEYS: dict[int, tuple] = {}
@@ -181,32 +191,34 @@ def _profile_set(
     patterns; its answers on their members say which of them it detects anyway (all_same inside
     palindrome). A pool with fewer unseen members is topped up with seen ones, so that a small pattern
     is judged on all its members (all_same's 7) rather than on whichever few training left out."""
-    seen = set(row_keys(unseen_by))
+    length = next(iter(pools.values())).shape[1]
+    seen = np.unique(_row_ids(unseen_by, length))
     rows, groups = [], []
     for name in PATTERN_NAMES:
         if name not in enabled or name in selected:
             continue
-        names = _pool_keys(pools[name])[0]
-        unseen, trained = [], []
-        for i in random_order(rng, len(names), size):
-            (trained if names[i] in seen else unseen).append(i)
-            if len(unseen) == size:
-                break
-        picked = (unseen + trained)[:size]
-        rows.append(pools[name][picked])
+        pool = pools[name]
+        ids = _row_ids(pool, length)
+        head, rest = random_head(rng, len(pool), size)
+        unseen = head[~isin_sorted(ids[head], seen)]
+        if len(unseen) >= size:
+            picked = unseen[:size]
+        else:  # the whole order: its unseen members first, then trained ones, each in order
+            order = np.concatenate([head, rest()]) if len(head) < len(pool) else head
+            trained = isin_sorted(ids[order], seen)
+            picked = np.concatenate([order[~trained], order[trained]])[:size]
+        rows.append(pool[picked])
         groups += [name] * len(picked)
-    length = next(iter(pools.values())).shape[1]
     sequences = np.concatenate(rows) if rows else np.empty((0, length), dtype=np.int64)
     return TestSet(sequences.astype(np.int64), tuple(groups))
 
 
 def _eligible_for_corruption(data: SubjectDataset, target: str) -> np.ndarray:
     """Rows drawn for `target` that satisfy it and none of the other selected patterns."""
-    target_col = data.enabled.index(target)
-    others = [data.enabled.index(s) for s in data.selected if s != target]
-    eligible = (data.source == data.selected.index(target)) & data.matches[:, target_col]
-    if others:
-        eligible &= ~data.matches[:, others].any(axis=1)
+    eligible = data.source == data.selected.index(target)
+    rows = np.flatnonzero(eligible)
+    checks = data.matches_of((target, *[s for s in data.selected if s != target]), rows)
+    eligible[rows] = checks[:, 0] & ~checks[:, 1:].any(axis=1)
     return eligible
 
 
@@ -255,7 +267,7 @@ def plan_example(cfg: Config, pools: dict[str, np.ndarray], index: int) -> Examp
 
     sizes = dataset_sizes(
         len(selected),
-        pat.target_total_examples,
+        pat.total_rows(selected),
         pat.negative_ratio,
         pat.samples_per_pattern.min,
         pat.max_total_examples,

@@ -36,10 +36,22 @@ def row_keys(rows: np.ndarray) -> list[bytes]:
 CODE_WIDTH = 12  # rows this short are told apart by an int64 code (5 bits a token: vocab <= 26 < 32)
 
 
-def _row_codes(rows: np.ndarray) -> list[int]:
-    """An int per row, distinct for distinct rows of up to CODE_WIDTH tokens (faster than bytes)."""
-    rows = np.asarray(rows, dtype=np.int64)
-    return (rows << (5 * np.arange(rows.shape[1], dtype=np.int64))).sum(axis=1).tolist()
+def _row_ids(rows: np.ndarray, width: int) -> np.ndarray:
+    """One comparable value per row, equal exactly for equal rows: an int64 code for rows of up to
+    CODE_WIDTH tokens, their bytes (a void scalar) for longer ones."""
+    rows = np.asarray(rows).reshape(-1, width)
+    if width <= CODE_WIDTH:
+        return (rows.astype(np.int64) << (5 * np.arange(width, dtype=np.int64))).sum(axis=1)
+    return np.ascontiguousarray(rows.astype(np.uint8)).view(f"V{width}").ravel()
+
+
+def isin_sorted(values: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
+    """Whether each of `values` is in `sorted_ids` (sorted, from `_row_ids`): a binary search for int
+    codes, numpy's set test for bytes."""
+    if values.dtype.kind != "i" or len(sorted_ids) == 0:
+        return np.isin(values, sorted_ids) if len(sorted_ids) else np.zeros(len(values), dtype=bool)
+    at = np.searchsorted(sorted_ids, values).clip(max=len(sorted_ids) - 1)
+    return sorted_ids[at] == values
 
 
 def first_distinct(
@@ -50,32 +62,29 @@ def first_distinct(
     exclude: Iterable[bytes] = (),
     max_rounds: int = 200,
 ) -> np.ndarray:
-    """The first `target` distinct rows of an i.i.d. stream, skipping `exclude`.
+    """The first `target` distinct rows of an i.i.d. stream, skipping `exclude` (row keys).
 
     `available` is the number of distinct rows the stream can produce outside `exclude` when known;
     the result then stops there instead of searching forever. Without it, the search gives up after
-    `max_rounds` batches that add nothing. Rows are told apart by their bytes (tokens fit in a byte);
-    a batch is screened as a whole: its rows seen before, or repeating an earlier row of the batch,
-    are dropped, and the rest kept in stream order.
+    `max_rounds` batches that add nothing. A batch is screened as a whole, with array set operations:
+    its rows seen before, or repeating an earlier row of the batch, are dropped, and the rest kept in
+    stream order.
     """
     target = target if available is None else min(target, available)
-    key_of = _row_codes if width <= CODE_WIDTH else row_keys
-    exclude = list(exclude)
-    seen = set(key_of(np.frombuffer(b"".join(exclude), np.uint8).reshape(-1, width))) if exclude else set()
+    exclude = b"".join(exclude)
+    excluded = np.frombuffer(exclude, np.uint8) if exclude else np.empty((0, width), dtype=np.uint8)
+    seen = np.unique(_row_ids(excluded, width))  # sorted, as isin_sorted needs
     kept: list[np.ndarray] = []
     count, barren = 0, 0
     while count < target:
-        batch = np.asarray(draw(max(64, 2 * (target - count))))
+        batch = np.asarray(draw(max(64, 2 * (target - count)))).reshape(-1, width)
         before = count
         if len(batch):
-            keys = key_of(batch)
-            # first occurrence of each key within the batch, in stream order
-            _, first = np.unique(
-                np.asarray(keys, dtype=None if width <= CODE_WIDTH else f"V{width}"), return_index=True
-            )
+            ids = _row_ids(batch, width)
+            _, first = np.unique(ids, return_index=True)  # each row's first occurrence in the batch
             first.sort()
-            fresh = [i for i in first.tolist() if keys[i] not in seen][: target - count]
-            seen.update(keys[i] for i in fresh)
+            fresh = first[~isin_sorted(ids[first], seen)][: target - count]
+            seen = np.sort(np.concatenate([seen, ids[fresh]]))
             kept.append(batch[fresh])
             count += len(fresh)
         barren = barren + 1 if count == before else 0
@@ -124,7 +133,8 @@ def sample_negatives(
     avoid = list(avoid)
 
     def draw(k: int) -> np.ndarray:
-        x = rng.integers(0, space.vocab_size, size=(4 * k, space.length))
+        # first_distinct asks for twice what it lacks: half again of that covers most rejection rates
+        x = rng.integers(0, space.vocab_size, size=(k + k // 2, space.length))
         hit = np.zeros(len(x), dtype=bool)
         for name in avoid:
             hit |= PATTERNS[name].holds(x, space)

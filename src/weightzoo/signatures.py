@@ -67,8 +67,6 @@ from weightzoo.patterns import PATTERN_NAMES
 
 NEGATIVE = "negative"
 KMEANS_MAX_ITERATIONS = 100
-# Models per batched forward pass, to bound memory on large groups.
-FORWARD_CHUNK = 512
 
 __all__ = [
     "PROFILE_METHODS",
@@ -422,7 +420,7 @@ def signature_vector(sig: dict, methods) -> list[float]:
     return vector
 
 
-# --- batched forward pass ------------------------------------------------------------------------------
+# --- forward pass --------------------------------------------------------------------------------------
 
 
 def layer_activations(
@@ -430,58 +428,28 @@ def layer_activations(
 ) -> list[dict[str, np.ndarray]]:
     """Each model's activations on the probe sequences: layer key -> float64 [n_examples, n_neurons].
 
-    Hidden layers give their post-activation outputs, the last Linear its logit ([n, 1]). Models that
-    share (num_layers, activation, input encoding, input size) run together in float64: widths padded
-    with zeros to the group's widest, weights stacked [K, in, out], one `torch.baddbmm` per layer. Padded
-    units see zero weights and bias (sigmoid makes them 0.5, GELU/tanh/ReLU 0), and their outgoing
-    weights are zero, so they change nothing downstream and are dropped from the results.
+    Hidden layers give their post-activation outputs, the last Linear its logit ([n, 1]). Each model
+    runs alone, in float64: a batched product over several models pads them to the widest and may pick
+    another kernel for another number of models, and either changes the last bits, so a signature
+    would depend on which models shared its part (the tests train one example alone and beside others
+    and compare every byte). Alone, a model's few small products cost far less than its training.
     """
     if len(specs) != len(weights):
         raise ValueError(f"{len(specs)} specs but {len(weights)} weight sets")
-    sequences = np.asarray(sequences)
-    results: list[dict[str, np.ndarray] | None] = [None] * len(specs)
-    groups: dict[tuple, list[int]] = {}
-    for i, spec in enumerate(specs):
-        key = (spec.num_layers, spec.activation_type, spec.input_encoding, spec.input_size)
-        groups.setdefault(key, []).append(i)
+    x = torch.as_tensor(np.asarray(sequences))
     with torch.no_grad():
-        for members in groups.values():
-            for start in range(0, len(members), FORWARD_CHUNK):
-                chunk = members[start : start + FORWARD_CHUNK]
-                for i, acts in zip(
-                    chunk,
-                    _forward_group([specs[i] for i in chunk], [weights[i] for i in chunk], sequences),
-                    strict=True,
-                ):
-                    results[i] = acts
-    return results  # type: ignore[return-value]
+        return [_forward_one(spec, w, x) for spec, w in zip(specs, weights, strict=True)]
 
 
-def _forward_group(specs: list[ModelSpec], weights: list[dict], sequences: np.ndarray) -> list[dict]:
-    first = specs[0]
-    n_linear = first.num_layers + 1
-    k = len(specs)
-    x = encode_inputs(sequences, first, dtype=torch.float64)  # [n, in]
-    n = x.shape[0]
-    width = max(s.neurons_per_layer for s in specs)
-    activation = ACTIVATIONS[first.activation_type]()
-    h = x.unsqueeze(0).expand(k, n, x.shape[1])
-    out: list[dict] = [{} for _ in specs]
-    for layer in range(n_linear):
-        fan_in = h.shape[2]
-        fan_out = 1 if layer == first.num_layers else width
-        w = torch.zeros(k, fan_in, fan_out, dtype=torch.float64)
-        b = torch.zeros(k, 1, fan_out, dtype=torch.float64)
-        for j, (spec, wd) in enumerate(zip(specs, weights, strict=True)):
-            index = spec.linear_indices[layer]
-            wt = torch.as_tensor(wd[f"network.{index}.weight"], dtype=torch.float64)  # [out, in]
-            bt = torch.as_tensor(wd[f"network.{index}.bias"], dtype=torch.float64)
-            w[j, : wt.shape[1], : wt.shape[0]] = wt.T
-            b[j, 0, : bt.shape[0]] = bt
-        h = torch.baddbmm(b, h, w)
-        if layer < first.num_layers:
+def _forward_one(spec: ModelSpec, weights: dict, sequences: torch.Tensor) -> dict[str, np.ndarray]:
+    h = encode_inputs(sequences, spec, dtype=torch.float64)  # [n, in]
+    activation = ACTIVATIONS[spec.activation_type]()
+    out: dict[str, np.ndarray] = {}
+    for layer, index in enumerate(spec.linear_indices):
+        w = torch.as_tensor(weights[f"network.{index}.weight"], dtype=torch.float64)  # [out, in]
+        b = torch.as_tensor(weights[f"network.{index}.bias"], dtype=torch.float64)
+        h = torch.nn.functional.linear(h, w, b)
+        if layer < spec.num_layers:
             h = activation(h)
-        for j, spec in enumerate(specs):
-            used = spec.neurons_per_layer if layer < first.num_layers else 1
-            out[j][str(spec.linear_indices[layer])] = h[j, :, :used].numpy().copy()
+        out[str(index)] = h.numpy().copy()
     return out

@@ -10,6 +10,7 @@ function of the generator passed in, which callers derive from (seed, example in
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,12 +81,23 @@ class SubjectDataset:
     sequences: np.ndarray  # int64 [n, length]
     labels: np.ndarray  # int64 [n], 1 positive / 0 negative
     source: np.ndarray  # int64 [n]
-    matches: np.ndarray  # bool [n, len(enabled)]
     selected: tuple[str, ...]
     enabled: tuple[str, ...]
+    space: SequenceSpace
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @functools.cached_property
+    def matches(self) -> np.ndarray:
+        """bool [n, len(enabled)]: which enabled patterns each row satisfies. Computed when first asked
+        for: planning needs only the selected patterns' columns (`matches_of`)."""
+        return match_matrix(self.sequences, self.enabled, self.space)
+
+    def matches_of(self, names: tuple[str, ...], rows: np.ndarray | None = None) -> np.ndarray:
+        """bool [rows, len(names)]: whether each row (all by default) satisfies each named pattern."""
+        sequences = self.sequences if rows is None else self.sequences[rows]
+        return match_matrix(sequences, names, self.space).reshape(len(sequences), len(names))
 
 
 def take(rows: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -128,7 +140,7 @@ def build_subject_dataset(
         sequences=sequences,
         labels=(source >= 0).astype(np.int64),
         source=source,
-        matches=match_matrix(sequences, enabled, space),
         selected=tuple(selected),
         enabled=tuple(enabled),
+        space=space,
     )

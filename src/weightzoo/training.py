@@ -58,10 +58,11 @@ def stage_rules(cfg: Config) -> StageRules:
     )
 
 
-def stack_padding(cfg: Config) -> Padding:
-    """The largest data any example of this config can have (its widest model, most training,
-    validation and selection rows): every stack is padded to these, so an example's training never
-    depends on which examples it was trained beside."""
+def stack_padding(cfg: Config, factor: float = 1.0) -> Padding:
+    """The largest data any example of this config with this dataset factor can have (its widest
+    model, most training, validation and selection rows): every stack is padded to these, so an
+    example's training never depends on which examples it was trained beside. Examples of different
+    factors (`dataset.patterns.pattern_dataset_factor`) train in stacks of their own."""
     pat = cfg.dataset.patterns
     train = val = 0
     weights = pat.row_weights(tuple(pat.enabled_patterns))
@@ -70,7 +71,7 @@ def stack_padding(cfg: Config) -> Padding:
         for chosen in {tuple(sorted(c)) for c in itertools.combinations(weights, k)}:
             n = dataset_sizes(
                 k,
-                pat.target_total_examples,
+                round(pat.target_total_examples * factor),
                 pat.negative_ratio,
                 pat.samples_per_pattern.min,
                 pat.max_total_examples,
@@ -210,9 +211,21 @@ def train_examples(
             if plan.index in watched:
                 job.snapshot_epochs, job.snapshot_optimizer = True, checkpoint.save_optimizer_state
     lap("plan")
-    results = train_cohort(
-        jobs, stage_rules(cfg), device=device, stats=stats, padding=stack_padding(cfg), threads=threads
-    )
+    results: list = [None] * len(jobs)
+    by_factor: dict[float, list[int]] = {}
+    for i, plan in enumerate(plans):
+        by_factor.setdefault(cfg.dataset.patterns.dataset_factor(plan.selected), []).append(i)
+    for factor, members in sorted(by_factor.items()):
+        trained = train_cohort(
+            [jobs[i] for i in members],
+            stage_rules(cfg),
+            device=device,
+            stats=stats,
+            padding=stack_padding(cfg, factor),
+            threads=threads,
+        )
+        for i, result in zip(members, trained, strict=True):
+            results[i] = result
     lap("train")
     rules = thresholds(cfg)
     out = []
