@@ -117,9 +117,9 @@ class TrainingJob:
     # The most each selection group may lose before it is penalized (inf: never); None: every group
     # gets `StageRules.stage2_max_other_drop`.
     select_allowed_drop: np.ndarray | None = None
-    # Train on standardized inputs (`model.input_standardization`); the weights handed back, and
-    # `init_weights` too, are then those of the standardized model folded back onto the raw encoding
-    # (`init_weights` is read as the standardized model's own).
+    # Train on standardized inputs (`model.input_standardization`), reading `init_weights` as the
+    # standardized model's; the weights handed back are folded onto the raw encoding
+    # (`model.fold_input_standardization`), as every stored model takes it.
     standardize_inputs: bool = False
     # Keep the weights after every epoch (TrainingResult.snapshots), with Adam's state if asked.
     snapshot_epochs: bool = False
