@@ -303,6 +303,11 @@ BAD = [
         "dataset.patterns.pattern_rows.has_majority: 0 is out of range (allowed > 0 and <= 100)",
     ),
     (
+        {"dataset": {"patterns": {"pattern_rows": {"has_majoriti": 2}}}},
+        "dataset.patterns.pattern_rows.has_majoriti: 'has_majoriti' is not a known pattern "
+        "(did you mean 'has_majority'?)",
+    ),
+    (
         {"validation": {"min_pattern_accuracy": 1.5}},
         "validation.min_pattern_accuracy: 1.5 is out of range (allowed 0..1)",
     ),
