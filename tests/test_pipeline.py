@@ -696,3 +696,36 @@ def test_another_unit_size_in_the_same_folder_is_a_clear_error(in_units):
     cfg, _ = in_units
     with pytest.raises(UserError, match="another config"):
         run_data_gen(cfg, workers=1, log=lambda _: None, cohort_size=COHORT, unit_size=UNIT + 1)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
+def test_a_run_killed_by_sigkill_leaves_no_worker_or_server_behind(tmp_path):
+    """The fork server and both workers die with the command, and the resource tracker after them."""
+    tiny_config(tmp_path, dataset={"output_dataset_length": 10_000})
+    script = (
+        "import sys; from pathlib import Path; from weightzoo.config import load_config; "
+        "from weightzoo.pipeline import run_data_gen; "
+        f"run_data_gen(load_config(Path(sys.argv[1])), workers=2, log=lambda _: None, cohort_size={COHORT})"
+    )
+    env = {**os.environ, "PYTHONPATH": SRC}
+    child = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "config.yaml")], env=env)
+    first = cohort_path(tmp_path / "out", "data", 0)
+    deadline = time.time() + 120
+    while not first.exists() and child.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    below = descendants(child.pid)
+    assert child.poll() is None and len(below) >= 3  # the server, two workers (and the tracker)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+
+    def left() -> list[int]:
+        """The processes seen before the kill that still run (the same start time, not a zombie)."""
+        running = {p: process_identity(p) for p in below}
+        return [
+            p for p, now in running.items() if now is not None and now[0] != "Z" and now[1] == below[p][1]
+        ]
+
+    deadline = time.time() + 10
+    while left() and time.time() < deadline:
+        time.sleep(0.1)
+    assert not left()

@@ -55,6 +55,7 @@ from weightzoo.card import write_card
 from weightzoo.config import Config
 from weightzoo.errors import UserError
 from weightzoo.files import write_atomic, write_json_atomic
+from weightzoo.lifeline import die_with_parent
 from weightzoo.monitoring import CURVE_SAMPLE, Monitor, Progress, merge_summaries
 from weightzoo.probe_sets import ProbeSet, read_probe_file
 from weightzoo.workers import context as worker_context
@@ -93,12 +94,14 @@ class _InProcess:
 
 
 def _worker_start() -> None:
-    """In each pool worker: leave Ctrl-C to the main process, which stops the workers itself.
+    """In each pool worker: leave Ctrl-C to the main process, which stops the workers itself, and die
+    with the fork server, which dies with the command (lifeline.py).
 
     A terminal's Ctrl-C reaches every process of the foreground group; without this, each idle worker
     would print a KeyboardInterrupt traceback as it dies.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent()
 
 
 def _stop_workers(pool) -> None:

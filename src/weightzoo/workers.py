@@ -5,7 +5,8 @@ compete for the same two cores at the start of every run. A fork server (`multip
 "forkserver") imports them once and forks each worker with everything loaded. `warm_up` starts it
 early, so that its imports run while the command's own process imports the same modules. The server
 never runs torch operations, so forking it is safe (no thread pools to inherit), and it ignores
-Ctrl-C, like the workers.
+Ctrl-C, like the workers. The server and every worker die with the command, however it dies
+(`lifeline.py`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from multiprocessing import forkserver
 
 # What a work unit needs (see pipeline.run_unit): imported by the server before it forks any worker.
 PRELOAD = [
+    "weightzoo.lifeline_server",  # first: the server dies with the command (lifeline.py)
     "weightzoo.training",
     "weightzoo.signatures",
     "weightzoo.rows",
@@ -32,6 +34,9 @@ def context() -> multiprocessing.context.BaseContext:
         return multiprocessing.get_context("spawn")
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(PRELOAD)
+    # Started from the calling thread (the command's main thread), not from a pool's own thread: the
+    # kernel ties the server's life to the thread that started it.
+    forkserver.ensure_running()
     return ctx
 
 
