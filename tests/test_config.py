@@ -600,6 +600,33 @@ def test_duplicate_keys_are_reported_with_other_problems(tmp_path):
     ]
 
 
+@pytest.mark.parametrize(
+    "text, path, tag",
+    [
+        ("model:\n  activation_types: !!set {relu, gelu}\n", "model.activation_types", "!!set"),
+        (
+            "model:\n  vocab_size: !!python/object:os.system ls\n",
+            "model.vocab_size",
+            "!!python/object:os.system",
+        ),
+        ("hub:\n  dataset_name: 2024-01-01\n", "hub.dataset_name", "!!timestamp"),
+        ("model:\n  activation_types: !!binary aGVsbG8=\n", "model.activation_types", "!!binary"),
+    ],
+)
+def test_yaml_tags_that_make_other_values_than_plain_ones_are_refused(tmp_path, text, path, tag):
+    """A !!set's order changes with PYTHONHASHSEED, and the examples and config hash with it."""
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    (line,) = info.value.problems
+    assert line.startswith(f"{path}: the YAML tag {tag} makes a value a config cannot hold (line 2)")
+
+
+def test_plain_tags_and_recursive_aliases_give_values_or_one_clear_problem(tmp_path):
+    assert load_config(write(tmp_path, "model:\n  vocab_size: !!int '7'\n")).model.vocab_size == 7
+    with pytest.raises(ConfigError):  # a list holding itself: no recursion error, a problem
+        load_config(write(tmp_path, "model:\n  activation_types: &a [relu, *a]\n"))
+
+
 def test_yaml_exponent_floats_are_numbers(tmp_path):
     path = write(tmp_path, "signature:\n  neuron_profile_methods:\n    sparsity: {threshold: 1e-3}\n")
     assert load_config(path).signature.neuron_profile_methods["sparsity"]["threshold"] == 0.001

@@ -793,6 +793,38 @@ _Loader.add_implicit_resolver(
 )
 
 
+# The tags of plain values: a config is mappings, lists, strings, numbers, booleans and null.
+_PLAIN_TAGS = {
+    f"tag:yaml.org,2002:{name}" for name in ("map", "seq", "str", "int", "float", "bool", "null", "merge")
+}
+
+
+def _tag_problems(node: yaml.Node | None, path: str = "", seen: set | None = None) -> list[str]:
+    """Tags that make other values than plain ones (`!!set`, `!!timestamp`, `!!binary`, `!!python/...`)
+    are refused: a set's order, for one, changes with PYTHONHASHSEED, and the examples and the config
+    hash with it."""
+    seen = set() if seen is None else seen
+    if node is None or id(node) in seen:  # an alias to a node already checked (or to itself)
+        return []
+    seen.add(id(node))
+    if node.tag not in _PLAIN_TAGS:
+        tag = node.tag.removeprefix("tag:yaml.org,2002:")
+        return [
+            f"{path or '(top level)'}: the YAML tag !!{tag} makes a value a config cannot hold "
+            f"(line {node.start_mark.line + 1}); write a plain mapping, list, string or number"
+        ]
+    if isinstance(node, yaml.MappingNode):
+        problems = []
+        for key_node, value_node in node.value:
+            key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
+            child = f"{path}.{key}" if path else key
+            problems += _tag_problems(key_node, child, seen) + _tag_problems(value_node, child, seen)
+        return problems
+    if isinstance(node, yaml.SequenceNode):
+        return [p for i, item in enumerate(node.value) for p in _tag_problems(item, f"{path}[{i}]", seen)]
+    return []
+
+
 def _duplicate_keys(node: yaml.Node | None, path: str = "", seen: set | None = None) -> list[str]:
     """YAML keeps the last of two equal keys without a word; we report them."""
     seen = set() if seen is None else seen
@@ -822,6 +854,9 @@ def _read_yaml(text: str) -> tuple[Any, list[str]]:
     loader = _Loader(text)
     try:
         node = loader.get_single_node()
+        tags = _tag_problems(node)
+        if tags:
+            return {}, tags  # not constructed: such a value may not even be buildable
         problems = _duplicate_keys(node)
         data = loader.construct_document(node) if node is not None else None
     finally:
