@@ -157,20 +157,28 @@ def test_two_workers_write_the_same_bytes(one_worker, tmp_path):
     assert shard_bytes(twin.pipeline.output_dir) == shard_bytes(cfg.pipeline.output_dir)
 
 
-def test_a_killed_run_resumes_to_the_same_bytes(one_worker, tmp_path):
-    cfg, _ = one_worker
-    twin = tiny_config(tmp_path)
+def run_until_first_shard(folder: Path, workers: int) -> subprocess.Popen:
+    """run-data-gen on `folder`'s config in a child process, returned once its first data shard exists."""
     script = (
         "import sys; from pathlib import Path; from weightzoo.config import load_config; "
         "from weightzoo.pipeline import run_data_gen; "
-        f"run_data_gen(load_config(Path(sys.argv[1])), workers=1, log=lambda _: None, cohort_size={COHORT})"
+        f"run_data_gen(load_config(Path(sys.argv[1])), workers={workers}, log=lambda _: None, "
+        f"cohort_size={COHORT})"
     )
     env = {**os.environ, "PYTHONPATH": SRC}
-    child = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "config.yaml")], env=env)
-    first = cohort_path(twin.pipeline.output_dir, "data", 0)
+    child = subprocess.Popen([sys.executable, "-c", script, str(folder / "config.yaml")], env=env)
+    first = cohort_path(folder / "out", "data", 0)
     deadline = time.time() + 120
     while not first.exists() and child.poll() is None and time.time() < deadline:
         time.sleep(0.05)
+    return child
+
+
+def test_a_killed_run_resumes_to_the_same_bytes(one_worker, tmp_path):
+    cfg, _ = one_worker
+    twin = tiny_config(tmp_path)
+    first = cohort_path(twin.pipeline.output_dir, "data", 0)
+    child = run_until_first_shard(tmp_path, workers=1)
     child.send_signal(signal.SIGKILL)
     child.wait()
     assert first.exists()
@@ -702,17 +710,7 @@ def test_another_unit_size_in_the_same_folder_is_a_clear_error(in_units):
 def test_a_run_killed_by_sigkill_leaves_no_worker_or_server_behind(tmp_path):
     """The fork server and both workers die with the command, and the resource tracker after them."""
     tiny_config(tmp_path, dataset={"output_dataset_length": 10_000})
-    script = (
-        "import sys; from pathlib import Path; from weightzoo.config import load_config; "
-        "from weightzoo.pipeline import run_data_gen; "
-        f"run_data_gen(load_config(Path(sys.argv[1])), workers=2, log=lambda _: None, cohort_size={COHORT})"
-    )
-    env = {**os.environ, "PYTHONPATH": SRC}
-    child = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "config.yaml")], env=env)
-    first = cohort_path(tmp_path / "out", "data", 0)
-    deadline = time.time() + 120
-    while not first.exists() and child.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
+    child = run_until_first_shard(tmp_path, workers=2)
     below = descendants(child.pid)
     assert child.poll() is None and len(below) >= 3  # the server, two workers (and the tracker)
     child.send_signal(signal.SIGKILL)
