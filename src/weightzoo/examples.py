@@ -30,7 +30,7 @@ import torch
 from weightzoo.config import Config
 from weightzoo.model import ModelSpec, init_weights
 from weightzoo.patterns import PATTERN_NAMES
-from weightzoo.pools import _row_ids, isin_sorted, row_key, row_keys, sample_negatives
+from weightzoo.pools import isin_sorted, row_ids, row_key, row_keys, sample_negatives
 from weightzoo.seeding import Stream, rng_for
 from weightzoo.subject_data import SubjectDataset, build_subject_dataset, dataset_sizes
 
@@ -192,13 +192,13 @@ def _profile_set(
     palindrome). A pool with fewer unseen members is topped up with seen ones, so that a small pattern
     is judged on all its members (all_same's 7) rather than on whichever few training left out."""
     length = next(iter(pools.values())).shape[1]
-    seen = np.unique(_row_ids(unseen_by, length))
+    seen = np.unique(row_ids(unseen_by, length))
     rows, groups = [], []
     for name in PATTERN_NAMES:
         if name not in enabled or name in selected:
             continue
         pool = pools[name]
-        ids = _row_ids(pool, length)
+        ids = row_ids(pool, length)
         head, rest = random_head(rng, len(pool), size)
         unseen = head[~isin_sorted(ids[head], seen)]
         if len(unseen) >= size:
@@ -282,9 +282,10 @@ def plan_example(cfg: Config, pools: dict[str, np.ndarray], index: int) -> Examp
 
     # The target is drawn among the selected patterns that have rows to corrupt (a small pattern whose
     # members all satisfy another selected pattern has none: e.g. all_same beside palindrome).
-    corruptible = [name for name in selected if _eligible_for_corruption(data, name).any()] or list(selected)
+    eligible = {name: _eligible_for_corruption(data, name) for name in selected}
+    corruptible = [name for name in selected if eligible[name].any()] or list(selected)
     target = corruptible[int(rng.integers(len(corruptible)))]
-    eligible_rows = np.flatnonzero(_eligible_for_corruption(data, target))
+    eligible_rows = np.flatnonzero(eligible[target])
     n_corrupt = round(cfg.staged_training.corruption_rate * len(eligible_rows))
     corrupted = np.zeros(n, dtype=bool)
     corrupted[rng.choice(eligible_rows, size=n_corrupt, replace=False)] = True

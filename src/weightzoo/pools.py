@@ -36,7 +36,7 @@ def row_keys(rows: np.ndarray) -> list[bytes]:
 CODE_WIDTH = 12  # rows this short are told apart by an int64 code (5 bits a token: vocab <= 26 < 32)
 
 
-def _row_ids(rows: np.ndarray, width: int) -> np.ndarray:
+def row_ids(rows: np.ndarray, width: int) -> np.ndarray:
     """One comparable value per row, equal exactly for equal rows: an int64 code for rows of up to
     CODE_WIDTH tokens, their bytes (a void scalar) for longer ones."""
     rows = np.asarray(rows).reshape(-1, width)
@@ -46,7 +46,7 @@ def _row_ids(rows: np.ndarray, width: int) -> np.ndarray:
 
 
 def isin_sorted(values: np.ndarray, sorted_ids: np.ndarray) -> np.ndarray:
-    """Whether each of `values` is in `sorted_ids` (sorted, from `_row_ids`): a binary search for int
+    """Whether each of `values` is in `sorted_ids` (sorted, from `row_ids`): a binary search for int
     codes, numpy's set test for bytes."""
     if values.dtype.kind != "i" or len(sorted_ids) == 0:
         return np.isin(values, sorted_ids) if len(sorted_ids) else np.zeros(len(values), dtype=bool)
@@ -73,14 +73,14 @@ def first_distinct(
     target = target if available is None else min(target, available)
     exclude = b"".join(exclude)
     excluded = np.frombuffer(exclude, np.uint8) if exclude else np.empty((0, width), dtype=np.uint8)
-    seen = np.unique(_row_ids(excluded, width))  # sorted, as isin_sorted needs
+    seen = np.unique(row_ids(excluded, width))  # sorted, as isin_sorted needs
     kept: list[np.ndarray] = []
     count, barren = 0, 0
     while count < target:
         batch = np.asarray(draw(max(64, 2 * (target - count)))).reshape(-1, width)
         before = count
         if len(batch):
-            ids = _row_ids(batch, width)
+            ids = row_ids(batch, width)
             _, first = np.unique(ids, return_index=True)  # each row's first occurrence in the batch
             first.sort()
             fresh = first[~isin_sorted(ids[first], seen)][: target - count]
