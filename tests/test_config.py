@@ -10,8 +10,10 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from weightzoo.config import PROFILE_METHOD_DEFAULTS, Config, load_config, parse_config
+from weightzoo.config import MAX_PARAMETERS, PROFILE_METHOD_DEFAULTS, Config, load_config, parse_config
 from weightzoo.errors import ConfigError
+from weightzoo.formatting import num_parameters
+from weightzoo.model import ModelSpec
 from weightzoo.space import SequenceSpace
 
 # A verbatim copy of the seed's own config file (test_config checks it matches the original).
@@ -233,7 +235,10 @@ BAD = [
         "model.neurons_per_layer.max: 2000 is out of range (allowed 1..1024)",
     ),
     ({"model": {"learning_rate": {"min": 0.02}}}, "model.learning_rate: min 0.02 is greater than max 0.01"),
-    ({"model": {"learning_rate": {"min": 0}}}, "model.learning_rate.min: 0 is out of range (allowed > 0)"),
+    (
+        {"model": {"learning_rate": {"min": 0}}},
+        "model.learning_rate.min: 0 is out of range (allowed > 0 and <= 10)",
+    ),
     ({"model": {"dropout_rate": 1.0}}, "model.dropout_rate: 1.0 is out of range (allowed >= 0 and < 1)"),
     ({"model": {"activation_types": []}}, "model.activation_types: is empty; list at least one"),
     (
@@ -296,7 +301,7 @@ BAD = [
     ),
     (
         {"dataset": {"patterns": {"negative_ratio": -0.5}}},
-        "dataset.patterns.negative_ratio: -0.5 is out of range (allowed >= 0)",
+        "dataset.patterns.negative_ratio: -0.5 is out of range (allowed 0..100)",
     ),
     (
         {"dataset": {"patterns": {"pattern_rows": {"has_majority": 0}}}},
@@ -321,11 +326,14 @@ BAD = [
     ),
     (
         {"dataset": {"patterns": {"pool_size": 0}}},
-        "dataset.patterns.pool_size: 0 is out of range (allowed >= 1)",
+        "dataset.patterns.pool_size: 0 is out of range (allowed 1..200000)",
     ),
     ({"pipeline": {"random_seed": "abc"}}, "pipeline.random_seed: 'abc' is not an integer"),
     ({"pipeline": {"random_seed": True}}, "pipeline.random_seed: true is not an integer"),
-    ({"pipeline": {"random_seed": -1}}, "pipeline.random_seed: -1 is out of range (allowed >= 0)"),
+    (
+        {"pipeline": {"random_seed": -1}},
+        "pipeline.random_seed: -1 is out of range (allowed 0..18446744073709551615)",
+    ),
     ({"pipeline": {"max_threads": 2.5}}, "pipeline.max_threads: 2.5 is not an integer"),
     ({"pipeline": {"device": "tpu"}}, "pipeline.device: 'tpu' is not one of auto, cpu, cuda, mps"),
     ({"pipeline": {"pin_memory": "yes"}}, "pipeline.pin_memory: 'yes' is not true or false"),
@@ -334,7 +342,7 @@ BAD = [
         {"training": {"validation_split": 1}},
         "training.validation_split: 1 is out of range (allowed > 0 and < 1)",
     ),
-    ({"training": {"epochs": 0}}, "training.epochs: 0 is out of range (allowed >= 1)"),
+    ({"training": {"epochs": 0}}, "training.epochs: 0 is out of range (allowed 1..10000)"),
     (
         {"training": {"min_degradation_threshold": "0.1"}},
         "training.min_degradation_threshold: '0.1' is not a number",
@@ -383,11 +391,11 @@ BAD = [
     ),
     (
         {"signature": {"neuron_profile_methods": {"pca": {"components": 0}}}},
-        "signature.neuron_profile_methods.pca.components: 0 is out of range (allowed >= 1)",
+        "signature.neuron_profile_methods.pca.components: 0 is out of range (allowed 1..64)",
     ),
     (
         {"signature": {"neuron_profile_methods": {"entropy": {"bins": 1}}}},
-        "signature.neuron_profile_methods.entropy.bins: 1 is out of range (allowed >= 2)",
+        "signature.neuron_profile_methods.entropy.bins: 1 is out of range (allowed 2..1000)",
     ),
     (
         {"signature": {"neuron_profile_methods": {"svd": {"n_components": 2}}}},
@@ -766,8 +774,14 @@ def test_ranges_are_accepted_exactly_when_min_is_at_most_max(layers, width, lr):
     for key, (lo, hi) in [("num_layers", layers), ("neurons_per_layer", width), ("learning_rate", lr)]:
         if lo > hi:
             expected.append(f"model.{key}: min {lo!r} is greater than max {hi!r}")
+    largest = num_parameters(ModelSpec(7, 7, layers[1], width[1], "relu"))
+    if largest > MAX_PARAMETERS:
+        expected.append(
+            f"model.neurons_per_layer.max: {width[1]} units in {layers[1]} layers (num_layers.max) make a "
+            f"model of {largest:,} parameters, more than the {MAX_PARAMETERS:,} a run can hold"
+        )
     if expected:
-        assert problems_of(data) == expected
+        assert sorted(problems_of(data)) == sorted(expected)
     else:
         cfg = parse_config(data)
         assert (cfg.model.num_layers.min, cfg.model.num_layers.max) == layers
@@ -807,3 +821,120 @@ def test_any_set_of_patterns_is_accepted_when_batches_fit(patterns):
     }
     cfg = parse_config(data)
     assert cfg.dataset.patterns.enabled_patterns == patterns
+
+
+# --- maxima: values that pass validation must not break a run later ---------------------------------
+
+from weightzoo import config as config_module  # noqa: E402
+
+BOUNDED = [
+    ("pipeline.checkpoint_interval", config_module.MAX_COHORT),
+    ("pipeline.max_threads", config_module.MAX_THREADS),
+    ("pipeline.num_workers", config_module.MAX_THREADS),
+    ("pipeline.random_seed", config_module.MAX_SEED),
+    ("dataset.output_dataset_length", config_module.MAX_DATASET),
+    ("dataset.patterns.pool_size", config_module.MAX_POOL),
+    ("dataset.patterns.max_total_examples", config_module.MAX_ROWS),
+    ("training.epochs", config_module.MAX_EPOCHS),
+    ("training.batch_size", config_module.MAX_ROWS),
+    ("training.early_stopping.patience", config_module.MAX_EPOCHS),
+    ("staged_training.improvement_epochs", config_module.MAX_EPOCHS),
+    ("staged_training.max_degraded_epochs", config_module.MAX_EPOCHS),
+    ("validation.test_set_size", config_module.MAX_ROWS),
+    ("signature.neuron_profile_methods.clustering.n_clusters", config_module.MAX_COMPONENTS),
+    ("signature.neuron_profile_methods.pca.components", config_module.MAX_COMPONENTS),
+    ("signature.neuron_profile_methods.svd.components", config_module.MAX_COMPONENTS),
+    ("signature.neuron_profile_methods.entropy.bins", config_module.MAX_BINS),
+    ("signature.neuron_profile_methods.fourier.n_frequencies", config_module.MAX_FREQUENCIES),
+]
+
+
+def _nested(path: str, value) -> dict:
+    data: dict = {}
+    node = data
+    *parents, last = path.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[last] = value
+    return data
+
+
+@pytest.mark.parametrize("path, most", BOUNDED, ids=[p for p, _ in BOUNDED])
+def test_every_size_and_count_has_a_stated_maximum(path, most):
+    problems = problems_of(_nested(path, most + 1))
+    assert any(p.startswith(f"{path}: ") and "out of range" in p and f"{most}" in p for p in problems), (
+        problems
+    )
+    try:
+        parse_config(_nested(path, most))
+    except ConfigError as e:  # another key may object to so large a value; this one must not
+        assert not any(p.startswith(f"{path}: ") for p in e.problems), e.problems
+
+
+def test_a_huge_checkpoint_interval_is_refused_at_once():
+    assert problems_of({"pipeline": {"checkpoint_interval": 1e30}}) == [
+        "pipeline.checkpoint_interval: 1e+30 is out of range (allowed 1..100000)"
+    ]
+
+
+def test_a_model_too_large_to_train_is_refused():
+    data = {"model": {"num_layers": {"min": 1, "max": 32}, "neurons_per_layer": {"min": 1, "max": 1024}}}
+    [problem] = problems_of(data)
+    assert problem.startswith("model.neurons_per_layer.max: 1024 units in 32 layers")
+
+
+def _yaml_file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("depth", [33, 500, 5000])
+def test_yaml_nested_too_deep_is_one_line(tmp_path, depth):
+    for text in (
+        "model: " + "[" * depth + "]" * depth + "\n",
+        "model: " + "{a: " * depth + "1" + "}" * depth,
+    ):
+        with pytest.raises(ConfigError) as e:
+            load_config(_yaml_file(tmp_path, text))
+        assert len(e.value.problems) == 1 and "nested more than 32 levels deep" in e.value.problems[0]
+
+
+def test_an_integer_of_thousands_of_digits_is_one_line(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_config(_yaml_file(tmp_path, "pipeline:\n  random_seed: " + "9" * 4301 + "\n"))
+    assert e.value.problems == [
+        "pipeline.random_seed: an integer of 4301 characters is out of range for every key (line 2)"
+    ]
+
+
+def test_a_home_folder_of_an_unknown_user_is_one_line(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_config(_yaml_file(tmp_path, "pipeline:\n  output_dir: ~no-such-user-here/x\n"))
+    assert e.value.problems == [
+        "pipeline.output_dir: '~no-such-user-here/x': no home folder is known for ~no-such-user-here"
+    ]
+
+
+def test_a_path_no_file_system_allows_is_one_line(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_config(_yaml_file(tmp_path, f"pipeline:\n  output_dir: out/{'a' * 300}\n"))
+    [problem] = e.value.problems
+    assert problem.startswith("pipeline.output_dir: 'out/aaaa") and "longer than 255 bytes" in problem
+    assert len(problem) < 200
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"model": {"activation_types": ["x" * 100_000]}},
+        {"hub": {"dataset_name": "a" * 100_000}},
+        {"signature": {"prompt_format": {"tokenizer": "t" * 100_000}}},
+        {"pipeline": {"output_dir": "d" * 100_000}},
+        {"model": {"vocab_size": "7" * 100_000}},
+        {"x" * 100_000: 1},
+    ],
+)
+def test_error_lines_quote_values_cut_short(data):
+    problems = problems_of(data)
+    assert problems and all(len(p) < 300 for p in problems), [len(p) for p in problems]

@@ -14,28 +14,31 @@ import sys
 from pathlib import Path
 
 from weightzoo import __version__
-from weightzoo.errors import UserError
+from weightzoo.errors import UserError, shorten
 
 EXIT_USER_ERROR = 2
 
 
-def _int_at_least(minimum: int, what: str):
-    """An argparse type: an integer of at least `minimum`."""
+def _int_between(minimum: int, maximum: int):
+    """An argparse type: an integer in minimum..maximum."""
 
     def parse(text: str) -> int:
         try:
-            value = int(text)
+            value = int(text) if len(text) <= 40 else None
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{value} is not {what}")
+            value = None
+        if value is None:
+            raise argparse.ArgumentTypeError(f"{shorten(repr(text))} is not an integer")
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"{value} is out of range (allowed {minimum}..{maximum})")
         return value
 
     return parse
 
 
-_positive_int = _int_at_least(1, "a positive integer")
-_seed = _int_at_least(0, "a non-negative integer")
+MAX_SEQUENCES = 100_000  # of a signature or benchmark file (every subject model reads the signature set)
+_count = _int_between(1, MAX_SEQUENCES)
+_seed = _int_between(0, 2**64 - 1)
 
 
 def _pattern_list(text: str) -> tuple[str, ...]:
@@ -67,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     sig.add_argument(
         "--filename", type=Path, help="where to write it (default: the config's signature.dataset_path)"
     )
-    sig.add_argument("--size", type=_positive_int, default=200, help="number of sequences (default 200)")
+    sig.add_argument("--size", type=_count, default=200, help="number of sequences (default 200)")
     sig.add_argument("--seed", type=_seed, help="random seed (default: the config's pipeline.random_seed)")
     sig.set_defaults(handler=create_sig_dataset)
 
@@ -85,9 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write labelled sequences per pattern, disjoint from the signature set",
     )
     bench.add_argument("--config-path", required=True, type=Path, help="YAML config")
-    bench.add_argument(
-        "--samples-per-pattern", required=True, type=_positive_int, help="sequences per pattern"
-    )
+    bench.add_argument("--samples-per-pattern", required=True, type=_count, help="sequences per pattern")
     bench.add_argument(
         "--patterns", type=_pattern_list, help="comma-separated pattern names (default: the enabled patterns)"
     )

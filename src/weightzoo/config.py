@@ -44,7 +44,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict, is_typeddict
 
-from weightzoo.errors import ConfigError
+from weightzoo.errors import ConfigError, shorten
 from weightzoo.space import LETTERS, SequenceSpace
 
 __all__ = ["Config", "load_config", "parse_config", "PROFILE_METHOD_DEFAULTS"]
@@ -62,6 +62,32 @@ def _problem(message: str, *, value: Any = None, **text: str) -> PydanticCustomE
     `{value}` in the message is the bad value as written in YAML; other fields are plain text.
     """
     return PydanticCustomError("weightzoo", message, {"value": _fmt(value), **text})
+
+
+# Maxima of the sizes and counts a run can hold: past these, a run would run out of memory or time long
+# before it wrote anything (a cohort of 1e30 indices, 5,000 cluster centres per neuron), so they are
+# config errors. docs/config.md states each one.
+MAX_ROWS = 100_000  # rows of one subject dataset, a minibatch, a held-out set
+MAX_POOL = 200_000  # sequences kept per pattern pool (each worker holds every pool)
+MAX_DATASET = 10_000_000  # accepted examples of one dataset
+MAX_EPOCHS = 10_000
+MAX_COHORT = 100_000  # examples per cohort (shards are written a work unit at a time)
+MAX_THREADS = 1024
+MAX_SEED = 2**64 - 1
+MAX_COMPONENTS = 64  # values per neuron of pca, svd and clustering
+MAX_BINS = 1000
+MAX_FREQUENCIES = 512
+MAX_PARAMETERS = 1_000_000  # of the largest subject model the ranges allow
+MAX_DEPTH = 32  # levels of YAML nesting (the config itself needs four)
+MAX_TEXT = 1000  # characters of a string value
+MAX_PATH = 3800  # characters of a resolved path, leaving room under PATH_MAX (4096) for the files below it
+MAX_NAME = 255  # bytes of one path component (NAME_MAX)
+
+
+def _short_text(value: str) -> str:
+    if len(value) > MAX_TEXT:
+        raise _problem("is {n} characters long (at most {most})", n=str(len(value)), most=str(MAX_TEXT))
+    return value
 
 
 def _integral_float_to_int(value: Any) -> Any:
@@ -131,7 +157,24 @@ def _path_string(value: Any) -> Any:
         return value
     if not isinstance(value, str) or not value.strip():
         raise _problem("{value} is not a path (expected a non-empty string)", value=value)
-    return Path(value).expanduser()
+    if "\x00" in value:
+        raise _problem("{value} is not a path (it holds a NUL character)", value=value)
+    try:
+        path = Path(value).expanduser()
+    except RuntimeError as e:  # ~name of a user this machine does not know
+        raise _problem(
+            "{value}: no home folder is known for {user}", value=value, user=value.split("/")[0]
+        ) from e
+    if len(str(path)) > MAX_PATH:
+        raise _problem("is {n} characters long (at most {most})", n=str(len(str(path))), most=str(MAX_PATH))
+    for part in path.parts:
+        if len(part.encode("utf-8", "surrogateescape")) > MAX_NAME:
+            raise _problem(
+                "{value}: a folder or file name in it is longer than {most} bytes (no file system allows it)",
+                value=value,
+                most=str(MAX_NAME),
+            )
+    return path
 
 
 def _capital_letter(value: str) -> str:
@@ -144,6 +187,8 @@ _HUB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$
 
 
 def _hub_name(value: str | None) -> str | None:
+    if value is not None and len(value) > 200:
+        raise _problem("is {n} characters long (at most 200)", n=str(len(value)))
     if value is not None and not _HUB_NAME.match(value):
         raise _problem("{value} is not of the form owner/name", value=value)
     return value
@@ -214,27 +259,27 @@ class NoParams(TypedDict, total=False):
 
 @with_config(_FORBID)
 class SparsityParams(TypedDict, total=False):
-    threshold: Annotated[Float, at_least(0)]
+    threshold: Annotated[Float, between(0, 1e6)]
 
 
 @with_config(_FORBID)
 class ComponentsParams(TypedDict, total=False):
-    components: Annotated[Int, at_least(1)]
+    components: Annotated[Int, between(1, MAX_COMPONENTS)]
 
 
 @with_config(_FORBID)
 class EntropyParams(TypedDict, total=False):
-    bins: Annotated[Int, at_least(2)]
+    bins: Annotated[Int, between(2, MAX_BINS)]
 
 
 @with_config(_FORBID)
 class ClusteringParams(TypedDict, total=False):
-    n_clusters: Annotated[Int, at_least(1)]
+    n_clusters: Annotated[Int, between(1, MAX_COMPONENTS)]
 
 
 @with_config(_FORBID)
 class FourierParams(TypedDict, total=False):
-    n_frequencies: Annotated[Int, at_least(1)]
+    n_frequencies: Annotated[Int, between(1, MAX_FREQUENCIES)]
 
 
 def _with_defaults(method: str) -> AfterValidator:
@@ -274,7 +319,7 @@ class PromptFormat(Section):
     style: Literal["separate", "interwoven"] = "separate"
     decimals: Annotated[Int, between(1, 8)] = 4
     compact_numbers: Bool = True
-    tokenizer: Str | None = None
+    tokenizer: Annotated[Str, AfterValidator(_short_text)] | None = None
 
 
 class SignatureSection(Section):
@@ -302,8 +347,8 @@ class WidthRange(Section):
 
 
 class LearningRateRange(Section):
-    min: Annotated[Float, between(0, lo_open=True)] = 0.001
-    max: Annotated[Float, between(0, lo_open=True)] = 0.01
+    min: Annotated[Float, between(0, 10, lo_open=True)] = 0.001
+    max: Annotated[Float, between(0, 10, lo_open=True)] = 0.01
 
 
 class ModelSection(Section):
@@ -330,7 +375,7 @@ class ModelSection(Section):
 
 
 class SampleCount(Section):
-    min: Annotated[Int, at_least(1)] = 10
+    min: Annotated[Int, between(1, MAX_ROWS)] = 10
 
 
 class PatternsSection(Section):
@@ -339,16 +384,16 @@ class PatternsSection(Section):
     enabled_patterns: Annotated[list[PatternName], AfterValidator(_non_empty), AfterValidator(_unique)] = (
         Field(default_factory=lambda: list(_pattern_table()))
     )
-    min_patterns_per_batch: Annotated[Int, at_least(1)] = 2
-    max_patterns_per_batch: Annotated[Int, at_least(1)] = 5
+    min_patterns_per_batch: Annotated[Int, between(1, 15)] = 2
+    max_patterns_per_batch: Annotated[Int, between(1, 15)] = 5
     samples_per_pattern: SampleCount = Field(default_factory=SampleCount)
     # negatives per positive, as the seed's code reads it (0.5: one negative for two positives)
-    negative_ratio: Annotated[Float, at_least(0)] = 0.5
-    target_total_examples: Annotated[Int, at_least(1)] = 500
-    max_total_examples: Annotated[Int, at_least(1)] = 2500
+    negative_ratio: Annotated[Float, between(0, 100)] = 0.5
+    target_total_examples: Annotated[Int, between(1, MAX_ROWS)] = 500
+    max_total_examples: Annotated[Int, between(1, MAX_ROWS)] = 2500
     starts_with_token: Letter = "A"
     ends_with_token: Letter = "B"
-    pool_size: Annotated[Int, at_least(1)] = 2000
+    pool_size: Annotated[Int, between(1, MAX_POOL)] = 2000
     # pattern -> multiplier of its share of a model's positive rows (default 1): harder patterns need
     # more distinct rows to be learned (see README, "Subject models and their training")
     pattern_rows: dict[PatternName, Annotated[Float, between(0, 100, lo_open=True)]] = Field(
@@ -373,7 +418,7 @@ class PatternsSection(Section):
 
 
 class DatasetSection(Section):
-    output_dataset_length: Annotated[Int, at_least(1)] = 1000
+    output_dataset_length: Annotated[Int, between(1, MAX_DATASET)] = 1000
     patterns: PatternsSection = Field(default_factory=PatternsSection)
 
 
@@ -383,13 +428,13 @@ class DatasetSection(Section):
 
 
 class EarlyStopping(Section):
-    patience: Annotated[Int, at_least(1)] = 5
+    patience: Annotated[Int, between(1, MAX_EPOCHS)] = 5
     min_delta: Annotated[Float, between(0, 1)] = 0.0
 
 
 class TrainingSection(Section):
-    epochs: Annotated[Int, at_least(1)] = 20
-    batch_size: Annotated[Int, at_least(1)] = 128
+    epochs: Annotated[Int, between(1, MAX_EPOCHS)] = 20
+    batch_size: Annotated[Int, between(1, MAX_ROWS)] = 128
     early_stopping: EarlyStopping = Field(default_factory=EarlyStopping)
     min_degradation_threshold: Annotated[Float, between(0, 1)] = 0.05
     validation_split: Annotated[Float, between(0, 1, lo_open=True, hi_open=True)] = 0.2
@@ -397,10 +442,10 @@ class TrainingSection(Section):
 
 
 class StagedTrainingSection(Section):
-    max_degraded_epochs: Annotated[Int, at_least(1)] = 10
+    max_degraded_epochs: Annotated[Int, between(1, MAX_EPOCHS)] = 10
     min_improvement_threshold: Annotated[Float, between(0, 1, hi_open=True)] = 0.05
-    improvement_epochs: Annotated[Int, at_least(1)] = 10
-    improvement_lr_factor: Annotated[Float, between(0, lo_open=True)] = 1.0
+    improvement_epochs: Annotated[Int, between(1, MAX_EPOCHS)] = 10
+    improvement_lr_factor: Annotated[Float, between(0, 1000, lo_open=True)] = 1.0
     corruption_rate: Annotated[Float, between(0, 1, lo_open=True)] = 0.3
     stage2_watch: Literal["loss", "target"] = "loss"
 
@@ -411,7 +456,7 @@ class ValidationSection(Section):
     max_other_degradation: Annotated[Float, between(0, 1)] = 0.02
     # null: negatives are held to max_other_degradation; a number gives them a limit of their own
     max_negative_degradation: Annotated[Float, between(0, 1)] | None = None
-    test_set_size: Annotated[Int, at_least(1)] = 100
+    test_set_size: Annotated[Int, between(1, MAX_ROWS)] = 100
     # The quality gate: the improved model's held-out recall of every selected pattern, and its
     # specificity, must reach these (0 turns a check off); see validation.py
     min_pattern_accuracy: Annotated[Float, between(0, 1)] = 0.85
@@ -425,11 +470,11 @@ class ValidationSection(Section):
 
 class PipelineSection(Section):
     output_dir: Path_ = Path("datasets")
-    random_seed: Annotated[Int, at_least(0)] = 42
+    random_seed: Annotated[Int, between(0, MAX_SEED)] = 42
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    checkpoint_interval: Annotated[Int, at_least(1)] = 1000
-    max_threads: Annotated[Int, at_least(1)] = 4
-    num_workers: Annotated[Int, at_least(0)] = 4
+    checkpoint_interval: Annotated[Int, between(1, MAX_COHORT)] = 1000
+    max_threads: Annotated[Int, between(1, MAX_THREADS)] = 4
+    num_workers: Annotated[Int, between(0, MAX_THREADS)] = 4
     pin_memory: Bool = True
 
 
@@ -600,6 +645,25 @@ def _cross_field_problems(cfg: Config, failed: list[str]) -> list[str]:
                     f"sequence_length {m.sequence_length}"
                 )
 
+    model_keys = ("model.num_layers", "model.neurons_per_layer", "model.input_encoding")
+    if clean(*model_keys, "model.vocab_size", "model.sequence_length"):
+        inputs = m.sequence_length * (m.vocab_size if m.input_encoding == "one_hot" else 1)
+        layers, width = m.num_layers.max, m.neurons_per_layer.max
+        largest = inputs * width + width + (layers - 1) * (width * width + width) + width + 1
+        if largest > MAX_PARAMETERS:
+            problems.append(
+                f"model.neurons_per_layer.max: {width} units in {layers} layers (num_layers.max) make a "
+                f"model of {largest:,} parameters, more than the {MAX_PARAMETERS:,} a run can hold"
+            )
+
+    for key, path in (
+        ("signature.dataset_path", cfg.signature.dataset_path),
+        ("pipeline.output_dir", cfg.pipeline.output_dir),
+        ("metrics.dir", cfg.metrics.dir),
+    ):
+        if clean(key) and len(str(path)) > MAX_PATH:
+            problems.append(f"{key}: resolved, the path is {len(str(path))} characters (at most {MAX_PATH})")
+
     t = cfg.task_generation
     if clean("task_generation") and not (t.include_modification or t.include_classification):
         problems.append(
@@ -620,12 +684,11 @@ def _fmt(value: Any) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str):
-        return repr(value)
     if isinstance(value, float):
         return repr(value) if math.isfinite(value) else str(value)
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    if isinstance(value, int) and value.bit_length() > 128:  # str() of a huge int is slow, or refused
+        return f"an integer of about {int(value.bit_length() * math.log10(2)) + 1} digits"
+    return shorten(repr(value))
 
 
 def _path(loc: tuple) -> str:
@@ -633,6 +696,7 @@ def _path(loc: tuple) -> str:
     for part in loc:
         if part == "[key]":  # pydantic's marker for a mapping's key: the key itself is named already
             continue
+        part = part if isinstance(part, int) else shorten(part, 40)  # a key as long as a book stays short
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out
 
@@ -816,7 +880,7 @@ def _tag_problems(node: yaml.Node | None, path: str = "", seen: set | None = Non
     if isinstance(node, yaml.MappingNode):
         problems = []
         for key_node, value_node in node.value:
-            key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else "?"
+            key = shorten(key_node.value, 40) if isinstance(key_node, yaml.ScalarNode) else "?"
             child = f"{path}.{key}" if path else key
             problems += _tag_problems(key_node, child, seen) + _tag_problems(value_node, child, seen)
         return problems
@@ -836,7 +900,7 @@ def _duplicate_keys(node: yaml.Node | None, path: str = "", seen: set | None = N
         first_line: dict[str, int] = {}
         for key_node, value_node in node.value:
             key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else None
-            child = f"{path}.{key}" if path else str(key)
+            child = f"{path}.{shorten(key, 40)}" if path else shorten(key, 40)
             if key is not None and key != "<<":
                 line = key_node.start_mark.line + 1
                 if key in first_line:
@@ -850,10 +914,44 @@ def _duplicate_keys(node: yaml.Node | None, path: str = "", seen: set | None = N
     return problems
 
 
+def _shape_problems(node: yaml.Node | None) -> list[str]:
+    """Nesting deeper than MAX_DEPTH, and integers too long to be any key's value (Python refuses to
+    read one of more than 4,300 digits): walked without recursion, before anything else reads the tree."""
+    problems: list[str] = []
+    seen: set[int] = set()
+    todo = [(node, "", 0)] if node is not None else []
+    while todo:
+        node, path, depth = todo.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if depth > MAX_DEPTH:
+            return [f"{path or '(top level)'}: nested more than {MAX_DEPTH} levels deep"]
+        if isinstance(node, yaml.MappingNode):
+            for key_node, value_node in node.value:
+                key = shorten(key_node.value, 40) if isinstance(key_node, yaml.ScalarNode) else "?"
+                child = f"{path}.{key}" if path else key
+                todo += [(key_node, child, depth + 1), (value_node, child, depth + 1)]
+        elif isinstance(node, yaml.SequenceNode):
+            todo += [(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(node.value)]
+        elif node.tag == "tag:yaml.org,2002:int" and len(node.value) > 40:
+            problems.append(
+                f"{path or '(top level)'}: an integer of {len(node.value)} characters is out of range "
+                f"for every key (line {node.start_mark.line + 1})"
+            )
+    return problems
+
+
 def _read_yaml(text: str) -> tuple[Any, list[str]]:
     loader = _Loader(text)
     try:
-        node = loader.get_single_node()
+        try:
+            node = loader.get_single_node()
+        except RecursionError:  # the parser recurses once per level of a flow collection
+            return {}, [f"(top level): nested more than {MAX_DEPTH} levels deep"]
+        shape = _shape_problems(node)
+        if shape:
+            return {}, shape
         tags = _tag_problems(node)
         if tags:
             return {}, tags  # not constructed: such a value may not even be buildable

@@ -13,3 +13,13 @@ class ConfigError(UserError):
         self.problems = list(problems)
         lines = "\n".join(f"  {p}" for p in self.problems)
         super().__init__(f"invalid config {source}:\n{lines}")
+
+
+ECHO_LIMIT = 60  # characters of a value quoted in an error line
+
+
+def shorten(text: str, limit: int = ECHO_LIMIT) -> str:
+    """`text` cut to `limit` characters (with "..."), so that an error line quoting a value stays one
+    readable line however long the value is."""
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
