@@ -173,16 +173,19 @@ def test_config_summary_and_hashes(tmp_path):
     assert "c" * 64 in card and "5" * 64 in card and "0.1.0" in card
 
 
-def test_signature_file_hash_when_the_file_exists(tmp_path):
+def test_the_card_hashes_the_pinned_copy_of_the_signature_file_not_the_users_file(tmp_path):
+    import hashlib
+
     out = make_output(tmp_path / "out")
     sig = tmp_path / "signature_dataset.json"
     sig.write_text("{}")
     info = json.loads((out / "dataset_info.json").read_text())
     info["config"]["signature"]["dataset_path"] = str(sig)
     (out / "dataset_info.json").write_text(json.dumps(info))
-    import hashlib
-
-    assert hashlib.sha256(b"{}").hexdigest() in dataset_card(out)
+    assert hashlib.sha256(b"{}").hexdigest() not in dataset_card(out)  # the user's file may have changed
+    (out / "inputs").mkdir()
+    (out / "inputs" / "signature_dataset.json").write_text('{"pinned": 1}')
+    assert hashlib.sha256(b'{"pinned": 1}').hexdigest() in dataset_card(out)
 
 
 def test_write_card_is_atomic_and_matches(tmp_path):

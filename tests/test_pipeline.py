@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -217,7 +218,7 @@ def test_a_missing_signature_file_is_a_clear_error(tmp_path):
 def test_a_full_disk_is_a_clear_error_and_leaves_written_shards_intact(tmp_path, monkeypatch):
     import errno
 
-    import weightzoo.pipeline as pipeline
+    import weightzoo.shards as shards
 
     cfg = tiny_config(tmp_path)
     run_data_gen(cfg, workers=1, log=lambda _: None, cohort_size=COHORT)
@@ -228,10 +229,10 @@ def test_a_full_disk_is_a_clear_error_and_leaves_written_shards_intact(tmp_path,
         if path.name != "cohort-00000.parquet":
             path.unlink()
 
-    def full(table, path, *args, **kwargs):
+    def full(writer, table, *args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(pipeline.pq, "write_table", full)
+    monkeypatch.setattr(shards.pq.ParquetWriter, "write_table", full)
     with pytest.raises(UserError, match="No space left on device"):
         run_data_gen(cfg, workers=1, log=lambda _: None, cohort_size=COHORT)
     assert cohort_path(out, "data", 0).read_bytes() == before["data/cohort-00000.parquet"]
@@ -282,10 +283,10 @@ def test_a_failing_cohort_is_a_clear_error_and_the_run_resumes(one_worker, tmp_p
     twin = tiny_config(tmp_path)
     real = pipeline.run_unit
 
-    def dies_on_cohort_1(cfg, cohort, *args):
+    def dies_on_cohort_1(cfg, probe, identity, cohort, *args):
         if cohort == 1:
-            raise RuntimeError("worker process terminated abruptly")
-        return real(cfg, cohort, *args)
+            raise BrokenProcessPool("worker process terminated abruptly")
+        return real(cfg, probe, identity, cohort, *args)
 
     monkeypatch.setattr(pipeline, "run_unit", dies_on_cohort_1)
     with pytest.raises(UserError, match="cohort 1 failed .* run again to resume"):
@@ -447,7 +448,9 @@ def test_a_killed_worker_process_is_one_clear_error_and_the_run_resumes(many_coh
     errors = [line for line in stderr.splitlines() if line.startswith("error:")]
     assert errors == stderr.splitlines()[-1:], stderr  # one error line, the last thing said
     failed = re.fullmatch(
-        r"error: cohort (\d+) failed \(BrokenProcessPool: .+\); run again to resume", errors[0]
+        r"error: cohort (\d+) failed \(BrokenProcessPool: .+\); what is written is kept: "
+        r"run again to resume \(.+\)",
+        errors[0],
     )
     assert failed, errors[0]
     for cohort in range(int(failed.group(1))):  # cohorts before the failed one were all written
@@ -542,11 +545,11 @@ def recording_units(monkeypatch, fail=lambda cohort, piece, part: False) -> list
 
     real, calls = RUN_UNIT, []
 
-    def recorded(cfg, cohort, piece, part, *args):
+    def recorded(cfg, probe, identity, cohort, piece, part, *args):
         calls.append((cohort, piece, part))
         if fail(cohort, piece, part):
-            raise RuntimeError("killed")
-        return real(cfg, cohort, piece, part, *args)
+            raise BrokenProcessPool("killed")
+        return real(cfg, probe, identity, cohort, piece, part, *args)
 
     monkeypatch.setattr(pipeline, "run_unit", recorded)
     return calls

@@ -255,8 +255,8 @@ def dataset_card(out: Path, license: str = "other") -> str:
     enabled = ((config.get("dataset") or {}).get("patterns") or {}).get("enabled_patterns") or []
     order = [p for p in enabled if p in per_pattern] + sorted(p for p in per_pattern if p not in enabled)
 
-    sig_path = (config.get("signature") or {}).get("dataset_path")
-    sig_file_hash = _file_sha256(Path(sig_path)) if sig_path else None
+    pinned = out / str(info.get("signature_copy") or "inputs/signature_dataset.json")
+    sig_file_hash = _file_sha256(pinned) if pinned.is_file() else None
 
     status = "complete" if info.get("complete") else "incomplete (run in progress or stopped)"
     lines = [
@@ -331,7 +331,10 @@ def dataset_card(out: Path, license: str = "other") -> str:
         f"- Probe set hash (signature dataset content): `{info.get('signature_hash', 'unknown')}`",
     ]
     if sig_file_hash:
-        lines.append(f"- Signature file hash (sha256 of the file): `{sig_file_hash}`")
+        lines.append(
+            f"- Signature file hash (sha256 of the copy in `{pinned.relative_to(out)}`, the probe set "
+            f"every signature was taken on): `{sig_file_hash}`"
+        )
     lines += ["", *_config_summary(info)]
     return "\n".join(lines).rstrip() + "\n"
 

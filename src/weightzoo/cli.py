@@ -81,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with metrics.tensorboard.auto_launch: leave TensorBoard serving after generation ends",
     )
+    gen.add_argument(
+        "--repair",
+        action="store_true",
+        help="regenerate exactly the cohorts whose shards are damaged (byte-identical to the originals)",
+    )
     gen.set_defaults(handler=run_data_gen)
 
     bench = commands.add_parser(
@@ -105,11 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
 def create_sig_dataset(args) -> int:
     from weightzoo.config import load_config
     from weightzoo.files import write_json_atomic
-    from weightzoo.probe_sets import make_signature_set
+    from weightzoo.probe_sets import file_kind, make_signature_set
+    from weightzoo.store import prepare_target
 
     cfg = load_config(args.config_path)
     seed = cfg.pipeline.random_seed if args.seed is None else args.seed
     target = args.filename if args.filename is not None else cfg.signature.dataset_path
+    if file_kind(target) == "benchmark":
+        raise UserError(f"--filename: {target} is a benchmark file; a signature file goes elsewhere")
+    prepare_target(target, cfg.pipeline.output_dir, "signature")
     enabled = tuple(cfg.dataset.patterns.enabled_patterns)
     doc = make_signature_set(cfg.space, enabled, args.size, seed)
     write_json_atomic(target, doc)
@@ -131,7 +140,8 @@ def create_benchmark_dataset(args) -> int:
     from weightzoo.config import load_config
     from weightzoo.files import write_json_atomic
     from weightzoo.patterns import PATTERN_NAMES, PATTERNS
-    from weightzoo.probe_sets import make_benchmark_set, read_probe_file
+    from weightzoo.probe_sets import file_kind, make_benchmark_set, read_probe_file
+    from weightzoo.store import BENCHMARK, prepare_target
 
     cfg = load_config(args.config_path)
     seed = cfg.pipeline.random_seed if args.seed is None else args.seed
@@ -144,10 +154,14 @@ def create_benchmark_dataset(args) -> int:
                 f"sequence_length {cfg.space.length}"
             )
     labelled = tuple(n for n in PATTERN_NAMES if n in enabled or n in patterns)
-    signature = read_probe_file(cfg.signature.dataset_path, cfg.space, labelled)
-    target = (
-        args.filename if args.filename is not None else cfg.pipeline.output_dir / "benchmark_dataset.json"
-    )
+    signature = read_probe_file(cfg.signature.dataset_path, cfg.space, enabled)
+    target = args.filename if args.filename is not None else cfg.pipeline.output_dir / BENCHMARK
+    if Path(target).resolve() == cfg.signature.dataset_path or file_kind(target) == "signature":
+        raise UserError(
+            f"--filename: {target} is a signature file (the probe set every subject model is run on); "
+            "a benchmark file goes elsewhere"
+        )
+    prepare_target(target, cfg.pipeline.output_dir, "benchmark", allowed=(BENCHMARK,))
     doc, shortfall = make_benchmark_set(
         cfg.space, labelled, patterns, args.samples_per_pattern, seed, signature
     )
@@ -173,12 +187,10 @@ def run_data_gen(args) -> int:
 
         warm_up()  # the workers' server imports torch while this process does
     from weightzoo.pipeline import run_data_gen as generate
-    from weightzoo.probe_sets import read_probe_file
 
-    read_probe_file(cfg.signature.dataset_path, cfg.space, tuple(cfg.dataset.patterns.enabled_patterns))
     board = _start_tensorboard(cfg)
     try:
-        summary = generate(cfg, log=lambda line: print(line, flush=True))
+        summary = generate(cfg, log=lambda line: print(line, flush=True), repair=args.repair)
     finally:
         if board is not None and not args.keep_tensorboard:
             from weightzoo.monitoring import stop

@@ -558,6 +558,37 @@ class Config(Section):
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
+    @property
+    def recipe_hash(self) -> str:
+        """sha256 of the keys that decide a dataset's examples: every key but where files are
+        (`RECIPE_EXCLUDES`: the folders, the signature file's path, whose content is hashed on its own)
+        and how many processes run, which never change a byte. Two runs of one recipe write the same
+        bytes, in any folder, so their files may be mixed; the store checks this hash, not
+        `config_hash`, and a dataset moved with its config resumes."""
+        dump = self.model_dump(mode="json")
+        for path in RECIPE_EXCLUDES:
+            *parents, last = path.split(".")
+            node = dump
+            for key in parents:
+                node = node[key]
+            node.pop(last, None)
+        canonical = json.dumps(dump, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+RECIPE_EXCLUDES = (
+    "signature.dataset_path",
+    "pipeline.output_dir",
+    "pipeline.checkpoint_interval",  # the cohort size, which the store checks on its own
+    "pipeline.max_threads",
+    "pipeline.num_workers",
+    "pipeline.pin_memory",
+    "metrics.dir",
+    "metrics.tensorboard.auto_launch",
+    "metrics.tensorboard.port",
+    "hub",
+)
+
 
 # ---------------------------------------------------------------------------------------------------------
 # cross-key checks

@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from weightzoo.errors import UserError
+from weightzoo.errors import UserError, shorten
 from weightzoo.model import ModelSpec
 from weightzoo.patterns import PATTERN_NAMES, PATTERNS
 from weightzoo.space import SequenceSpace
@@ -522,23 +522,35 @@ def chars_per_parameter(
     return len(weights_block(spec, weights, number_format)) / num_parameters(spec)
 
 
-def load_tokenizer(name_or_path: str) -> Any:
+def load_tokenizer(name_or_path: str, config_path: Path | None = None) -> Any:
     """A tokenizer already on this machine (`signature.prompt_format.tokenizer`): a `tokenizer.json`
-    file (read with `tokenizers`), or a `transformers` tokenizer folder or cached name. Nothing is
-    downloaded."""
-    path = Path(name_or_path)
+    file (read with `tokenizers`; a relative path is relative to the config file's folder, then to the
+    working folder), or a `transformers` tokenizer folder or cached name. Nothing is downloaded. A
+    path that names no file is an error, never a silent fallback to an estimate."""
+    key = "signature.prompt_format.tokenizer"
+    candidates = [Path(name_or_path).expanduser()]
+    if config_path is not None and not candidates[0].is_absolute():
+        candidates.insert(0, Path(config_path).parent / name_or_path)
+    path = next((c for c in candidates if c.exists()), None)
+    looks_like_path = "/" in name_or_path or "\\" in name_or_path or name_or_path.endswith(".json")
+    if path is None and looks_like_path:
+        raise UserError(f"{key}: {shorten(name_or_path, 120)} does not exist")
     try:
-        if path.is_file():
+        if path is not None and path.is_file():
             from tokenizers import Tokenizer
 
             return Tokenizer.from_file(str(path))
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
+        return AutoTokenizer.from_pretrained(str(path or name_or_path), local_files_only=True)
     except ImportError as e:
-        raise UserError(f"tokenizer {name_or_path!r}: the package {e.name!r} is needed to read it") from None
+        raise UserError(
+            f"{key}: {shorten(name_or_path, 120)}: the package {e.name!r} is needed to read it"
+        ) from None
     except Exception as e:  # the libraries raise OSError, ValueError or their own errors for a bad path
-        raise UserError(f"tokenizer {name_or_path!r} could not be loaded from this machine: {e}") from None
+        raise UserError(
+            f"{key}: {shorten(name_or_path, 120)} could not be loaded from this machine: {shorten(e, 160)}"
+        ) from None
 
 
 def count_tokens(texts: Iterable[str], tokenizer: Any = None) -> list[int]:

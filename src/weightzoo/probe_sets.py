@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from weightzoo.errors import UserError
+from weightzoo.errors import UserError, shorten
 from weightzoo.patterns import PATTERNS, PATTERNS_VERSION, match_matrix
 from weightzoo.pools import sample_members, sample_negatives
 from weightzoo.seeding import Stream, rng_for
@@ -161,16 +161,54 @@ def _document(kind: str, space: SequenceSpace, enabled, seed: int, sequences, gr
 def read_probe_file(
     path: Path, space: SequenceSpace, enabled: tuple[str, ...], role: str = "signature"
 ) -> ProbeSet:
-    """Read a signature or benchmark file and check it fits this config's space."""
+    """Read a signature or benchmark file and check it fits this config."""
+    return parse_probe_file(read_probe_bytes(path, role), path, space, enabled, role)
+
+
+def read_probe_bytes(path: Path, role: str = "signature") -> bytes:
+    """The bytes of a signature or benchmark file (read once: the run pins exactly these)."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{role} file {path} does not exist (create it with create-sig-dataset)")
+        made_by = "create-sig-dataset" if role == "signature" else "create-benchmark-dataset"
+        raise UserError(f"{role} file {path} does not exist (create it with {made_by})")
     try:
-        doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UserError(f"{role} file {path} is not readable JSON: {e}") from None
+        return path.read_bytes()
+    except OSError as e:
+        raise UserError(f"{role} file {path} cannot be read: {e.strerror or e}") from None
+
+
+def file_kind(path: Path) -> str | None:
+    """The `kind` an existing file says it is ("signature", "benchmark"), or None (no such file, not a
+    weightzoo file, or a file of the seed's original tool, which does not say)."""
+    try:
+        doc = json.loads(Path(path).read_bytes())
+    except (OSError, ValueError):
+        return None
+    kind = doc.get("kind") if isinstance(doc, dict) else None
+    return kind if kind in KINDS else None
+
+
+KINDS = ("signature", "benchmark")
+MAX_EXAMPLES = 100_000  # sequences of one file (every subject model of a dataset runs the signature set)
+
+
+def parse_probe_file(
+    raw: bytes, path: Path, space: SequenceSpace, enabled: tuple[str, ...], role: str = "signature"
+) -> ProbeSet:
+    """A signature or benchmark file's bytes as a ProbeSet, checked against this config: its kind, its
+    sequence space, its patterns and its content hash."""
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise UserError(f"{role} file {path} is not readable JSON: {shorten(e, 120)}") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("examples"), list) or not doc["examples"]:
         raise UserError(f"{role} file {path} has no 'examples' list")
+    if len(doc["examples"]) > MAX_EXAMPLES:
+        raise UserError(f"{role} file {path} holds {len(doc['examples'])} examples (at most {MAX_EXAMPLES})")
+    kind = doc.get("kind")
+    if kind is not None and kind != role:
+        what = shorten(repr(kind)) if kind not in KINDS else f"a {kind} file"
+        raise UserError(f"{role} file {path} is {what}, not a {role} file")
     expected_values = (
         ("vocab_size", space.vocab_size),
         ("sequence_length", space.length),
@@ -180,24 +218,47 @@ def read_probe_file(
     for key, expected in expected_values:
         if key in doc and doc[key] != expected:
             raise UserError(
-                f"{role} file {path} was made for {key} {doc[key]}, but the config has {key} {expected}"
+                f"{role} file {path} was made for {key} {shorten(repr(doc[key]))}, "
+                f"but the config has {key} {expected}"
             )
+    if "patterns_version" in doc and str(doc["patterns_version"]) != PATTERNS_VERSION:
+        raise UserError(
+            f"{role} file {path} uses pattern definitions version {shorten(doc['patterns_version'])}, "
+            f"this weightzoo uses {PATTERNS_VERSION}: recreate it"
+        )
+    if role == "signature" and "enabled_patterns" in doc:
+        theirs = doc["enabled_patterns"]
+        if not isinstance(theirs, list) or sorted(map(str, theirs)) != sorted(enabled):
+            made_for = ", ".join(map(str, theirs)) if isinstance(theirs, list) else repr(theirs)
+            raise UserError(
+                f"{role} file {path} was made for the patterns {shorten(made_for, 120)}, but the config "
+                f"enables {shorten(', '.join(enabled), 120)}: recreate it with create-sig-dataset"
+            )
+    known = set(PATTERNS) | {NEGATIVE}
     sequences, groups = [], []
     for i, example in enumerate(doc["examples"]):
+        if not isinstance(example, dict):
+            raise UserError(f"{role} file {path}: examples[{i}] is not a mapping")
         try:
             sequences.append(space.from_letters(example["sequence"]))
         except (KeyError, TypeError, ValueError) as e:
-            detail = "missing 'sequence'" if isinstance(e, KeyError) else str(e)
+            detail = "missing 'sequence'" if isinstance(e, KeyError) else shorten(e, 120)
             raise UserError(
                 f"{role} file {path}: examples[{i}]: {detail} (config: vocab_size {space.vocab_size}, "
                 f"sequence_length {space.length})"
             ) from None
-        groups.append(str(example.get("pattern", NEGATIVE)))
-    if "patterns_version" in doc and str(doc["patterns_version"]) != PATTERNS_VERSION:
-        raise UserError(
-            f"{role} file {path} uses pattern definitions version {doc['patterns_version']}, "
-            f"this weightzoo uses {PATTERNS_VERSION}: recreate it"
-        )
+        group = example.get("pattern", NEGATIVE)
+        if not isinstance(group, str) or group not in known:
+            raise UserError(
+                f"{role} file {path}: examples[{i}]: pattern {shorten(repr(group))} is neither a known "
+                f"pattern nor {NEGATIVE!r}"
+            )
+        if role == "signature" and group != NEGATIVE and group not in enabled:
+            raise UserError(
+                f"{role} file {path}: examples[{i}] was drawn for {group!r}, which the config does not "
+                "enable: recreate it with create-sig-dataset"
+            )
+        groups.append(group)
     sequences = np.stack(sequences)
     digest = content_hash(space, sequences, groups)
     if "content_hash" in doc and doc["content_hash"] != digest:
