@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-stamp
 CONFIG ?= configs/small.yaml
 LINTED := src tests benchmarks cli.py
 
-.PHONY: run test lint bench clean
+.PHONY: run test test-slow lint bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -26,6 +26,10 @@ lint: $(STAMP)
 
 test: lint
 	$(PY) -m pytest
+
+# The long reliability cases (a run killed ten times, damaged folders repaired), about a minute.
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow
 
 bench: $(STAMP)
 	$(PY) benchmarks/pool_build_time.py

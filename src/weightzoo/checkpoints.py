@@ -41,7 +41,8 @@ def remove_snapshots_after(metrics_dir: Path, last: int) -> None:
     """Drop the snapshots of examples past `last`: trained beyond the end of a run (workers run ahead),
     they are not part of its dataset."""
     for folder in (Path(metrics_dir) / "checkpoints").glob("example-*"):
-        if int(folder.name.split("-")[1]) > last:
+        number = folder.name.removeprefix("example-")
+        if folder.is_dir() and len(number) == 7 and number.isdigit() and int(number) > last:  # ours only
             shutil.rmtree(folder)
 
 

@@ -973,6 +973,45 @@ def _shape_problems(node: yaml.Node | None) -> list[str]:
     return problems
 
 
+MAX_VALUES = 100_000  # values in a config, counting each use of a YAML alias (a config has about 150)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [child for pair in node.value for child in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _expansion_problem(root: yaml.Node | None) -> str | None:
+    """Aliases let a few lines of YAML stand for billions of values (nine aliases of nine aliases
+    ...), or for a value that holds itself; either would hang whatever reads it. Counted without
+    recursion, each node once (its count remembered)."""
+    if root is None:
+        return None
+    counts: dict[int, int] = {}
+    open_nodes = {id(root)}
+    stack = [(root, iter(_children(root)))]
+    while stack:
+        node, children = stack[-1]
+        child = next(children, None)
+        if child is None:
+            stack.pop()
+            open_nodes.discard(id(node))
+            counts[id(node)] = min(MAX_VALUES + 1, 1 + sum(counts[id(c)] for c in _children(node)))
+            if counts[id(node)] > MAX_VALUES:
+                return f"(top level): the config stands for more than {MAX_VALUES:,} values (YAML aliases)"
+            continue
+        if id(child) in open_nodes:
+            line = child.start_mark.line + 1
+            return f"(top level): a YAML alias makes a value that holds itself (line {line})"
+        if id(child) not in counts:
+            open_nodes.add(id(child))
+            stack.append((child, iter(_children(child))))
+    return None
+
+
 def _read_yaml(text: str) -> tuple[Any, list[str]]:
     loader = _Loader(text)
     try:
@@ -983,6 +1022,9 @@ def _read_yaml(text: str) -> tuple[Any, list[str]]:
         shape = _shape_problems(node)
         if shape:
             return {}, shape
+        expansion = _expansion_problem(node)
+        if expansion:
+            return {}, [expansion]
         tags = _tag_problems(node)
         if tags:
             return {}, tags  # not constructed: such a value may not even be buildable

@@ -25,7 +25,7 @@ from weightzoo.errors import UserError
 from weightzoo.files import sha256_file, write_json_atomic
 
 RECORD = ".hub_uploaded.json"
-FINAL_FILES = ("README.md", "dataset_info.json")
+FINAL_FILES = ("inputs/signature_dataset.json", "README.md", "dataset_info.json")  # the probe set too
 # Anything that looks like a Hugging Face access token is scrubbed too, not only the one we hold.
 _TOKEN_LIKE = re.compile(r"hf_[A-Za-z0-9]{16,}")
 
