@@ -268,3 +268,20 @@ def test_the_card_shows_the_label_quality_distributions(tmp_path):
     )
     assert table_row(card, "Change on negatives")[1].startswith("-0.070")
     assert "Patterns named beyond the selected ones: 3 in all" in card
+
+
+def test_the_card_counts_tokens_with_the_tokenizer_the_config_names(tmp_path):
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    out = make_output(tmp_path / "out")
+    assert "**estimate**" in dataset_card(out)
+    tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0}, unk_token="[UNK]"))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.save(str(tmp_path / "tokenizer.json"))
+    info = json.loads((out / "dataset_info.json").read_text())
+    info["config"]["signature"]["prompt_format"] = {"tokenizer": str(tmp_path / "tokenizer.json")}
+    (out / "dataset_info.json").write_text(json.dumps(info))
+    card = dataset_card(out)
+    assert "Tokens counted with the tokenizer" in card and "**estimate**" not in card
+    row = table_row(card, "modification_text")
+    assert row[4] == "1.0"  # one whitespace-free word per text: one token each, not chars / 4

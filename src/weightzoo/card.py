@@ -218,6 +218,24 @@ def _or_other(limit) -> str:
     return "as other patterns" if limit is None else str(limit)
 
 
+def _tokenizer(config: dict):
+    """The tokenizer `signature.prompt_format.tokenizer` names, and the sentence that says how tokens
+    were counted (an estimate when none is named, or it cannot be loaded where the card is written)."""
+    name = ((config.get("signature") or {}).get("prompt_format") or {}).get("tokenizer")
+    estimate = (
+        "Token counts are an **estimate** (characters / 4, no tokenizer); number-heavy text usually "
+        "tokenizes denser, so treat them as a lower bound."
+    )
+    if not name:
+        return None, estimate
+    from weightzoo.formatting import load_tokenizer
+
+    try:
+        return load_tokenizer(name), f"Tokens counted with the tokenizer `{name}`."
+    except UserError as e:
+        return None, f"{estimate} (The tokenizer `{name}` could not be loaded here: {e}.)"
+
+
 def dataset_card(out: Path, license: str = "other") -> str:
     """The README.md text for the dataset in `out` (a run-data-gen output folder)."""
     out = Path(out)
@@ -302,13 +320,14 @@ def dataset_card(out: Path, license: str = "other") -> str:
         gain = f"{(i - d) * 100:+.1f} pts" if d is not None and i is not None else "n/a"
         lines.append(f"| {p} | {len(entry['n'])} | {_pct(d)} | {_pct(i)} | {gain} |")
     lines += ["", *_label_quality(metadata)]
+    tokenizer, counted_by = _tokenizer(config)
+    unit = "tokens" if tokenizer is not None else "tokens (est.)"
     lines += [
         "## Token statistics",
         "",
-        "Token counts are an **estimate** (characters / 4, no tokenizer); number-heavy text usually "
-        "tokenizes denser, so treat them as a lower bound.",
+        counted_by,
         "",
-        "| Column | Rows | Mean chars | Max chars | Mean tokens (est.) | Max tokens (est.) |",
+        f"| Column | Rows | Mean chars | Max chars | Mean {unit} | Max {unit} |",
         "|---|---|---|---|---|---|",
     ]
     for column in TEXT_COLUMNS:
@@ -317,7 +336,7 @@ def dataset_card(out: Path, license: str = "other") -> str:
             lines.append(f"| {column} | 0 | – | – | – | – |")
             continue
         chars = [len(t) for t in texts]
-        tokens = count_tokens(texts)
+        tokens = count_tokens(texts, tokenizer)
         lines.append(
             f"| {column} | {len(texts)} | {sum(chars) / len(chars):.1f} | {max(chars)} | "
             f"{sum(tokens) / len(tokens):.1f} | {max(tokens)} |"

@@ -534,6 +534,13 @@ class Config(Section):
         self.signature.dataset_path = (base / self.signature.dataset_path).resolve()
         self.pipeline.output_dir = (base / self.pipeline.output_dir).resolve()
         self.metrics.dir = (base / self.metrics.dir).resolve()
+        tokenizer = self.signature.prompt_format.tokenizer
+        if tokenizer is not None and not Path(tokenizer).is_absolute():
+            try:
+                if (base / tokenizer).exists():  # a file beside the config (else a name, or a path below cwd)
+                    self.signature.prompt_format.tokenizer = str((base / tokenizer).resolve())
+            except OSError:
+                pass  # a name no file system takes is looked up as a name, and reported then
         return self
 
     @property
