@@ -11,12 +11,16 @@ import time
 import torch
 
 
-def bmm_gflops(stack: int, rows: int, width: int, seconds: float = 1.0) -> float:
+def bmm_gflops(stack: int, rows: int, width: int, seconds: float = 1.0, device: str = "cpu") -> float:
     """Measured batched-matmul GFLOP/s for [stack, rows, width] x [stack, width, width]."""
-    a, b = torch.randn(stack, rows, width), torch.randn(stack, width, width)
+    a = torch.randn(stack, rows, width, device=device)
+    b = torch.randn(stack, width, width, device=device)
     torch.bmm(a, b)
+    sync = torch.cuda.synchronize if torch.device(device).type == "cuda" else (lambda: None)
+    sync()
     count, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
         torch.bmm(a, b)
         count += 1
+    sync()
     return 2 * stack * rows * width * width * count / (time.perf_counter() - start) / 1e9

@@ -1,6 +1,11 @@
 """End-to-end throughput of run-data-gen: accepted examples per second, time by stage, peak memory.
 
-Run: python benchmarks/pipeline_throughput.py [--accepted 100] [--workers 2]
+Run: python benchmarks/pipeline_throughput.py [--accepted 100] [--workers 2] [--device cpu]
+     [--baseline REV [--rounds 2]]
+
+With `--baseline REV`, the same benchmark runs alternately on a git worktree of REV (its own code,
+this script driving it) and on this checkout, `--rounds` times each, and prints both figures and their
+ratio: the machines here drift by 2x over hours, so only figures of one run compare.
 
 Runs the seed's example config (modification task, mean+std signature) into a temporary folder until
 `--accepted` examples are accepted, and prints accepted examples/s, attempted examples/s, the CPU
@@ -36,7 +41,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accepted", type=int, default=100)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--baseline", help="a git revision to run side by side (a worktree of it)")
+    parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
+    if args.baseline:
+        side_by_side(args)
+        return
     if args.workers > 1:
         warm_up()  # as the command does: the workers' server imports torch while this process does
     from weightzoo.files import write_json_atomic
@@ -47,6 +58,8 @@ def main() -> None:
         raw = yaml.safe_load(CONFIG.read_text())
         raw["dataset"]["output_dataset_length"] = args.accepted
         raw["pipeline"].update(output_dir=str(Path(folder) / "out"), num_workers=0)
+        if args.device != "cpu":  # the seed's config says auto; keep its recipe on the CPU
+            raw["pipeline"]["device"] = args.device
         raw["signature"]["dataset_path"] = str(Path(folder) / "sig.json")
         cfg = parse_config(raw, source=str(CONFIG), base_dir=Path(folder))
         enabled = tuple(cfg.dataset.patterns.enabled_patterns)
@@ -86,6 +99,48 @@ def main() -> None:
     )
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory: {own:.0f} MiB (this process), {summary.worker_peak_mib:.0f} MiB (largest worker)")
+
+
+def side_by_side(args) -> None:
+    """This benchmark on a worktree of `args.baseline` and on this checkout, alternated."""
+    import re
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    rounds: dict[str, list[float]] = {"baseline": [], "this": []}
+    with tempfile.TemporaryDirectory() as folder:
+        tree = Path(folder) / "baseline"
+        subprocess.run(
+            ["git", "-C", str(root), "worktree", "add", "--detach", str(tree), args.baseline], check=True
+        )
+        try:
+            for _ in range(args.rounds):
+                for name, source in (("baseline", tree), ("this", root)):
+                    argv = [
+                        sys.executable,
+                        __file__,
+                        "--accepted",
+                        str(args.accepted),
+                        "--workers",
+                        str(args.workers),
+                    ]
+                    env = {
+                        **__import__("os").environ,
+                        "PYTHONPATH": f"{source / 'src'}:{root / 'benchmarks'}",
+                    }
+                    out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
+                    print(f"--- {name} ({args.baseline if name == 'baseline' else 'this checkout'})")
+                    print("\n".join(line for line in out.splitlines() if not line.startswith("  ")))
+                    rate = re.search(r"in [\d.]+ s: ([\d.]+) accepted examples/s", out)
+                    rounds[name].append(float(rate.group(1)))
+        finally:
+            subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(tree)], check=False)
+    base, this = (sum(v) / len(v) for v in (rounds["baseline"], rounds["this"]))
+    print(
+        f"side by side, {args.rounds} rounds alternated: baseline {args.baseline} {base:.2f}, this checkout "
+        f"{this:.2f} accepted examples/s ({this / base:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

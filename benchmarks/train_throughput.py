@@ -1,6 +1,7 @@
 """Training throughput: the cohort engine against the seed's way (one model at a time).
 
 Run: python benchmarks/train_throughput.py [--examples 512] [--cohort 256] [--naive 24] [--threads 2]
+     [--device cpu|cuda|mps]
 
 Both sides train the same examples of the seed's example config (6-9 layers, 25-40 units, relu/gelu,
 ~500 rows): the same data, initial weights, learning rates and two stages. The naive loop does what the
@@ -68,6 +69,7 @@ def main() -> None:
     parser.add_argument("--cohort", type=int, default=256)
     parser.add_argument("--naive", type=int, default=24)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="where the engine trains (the naive loop: CPU)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -79,7 +81,8 @@ def main() -> None:
     stats = CohortStats()
     results: list[TrainingResult] = []
     for start in range(0, len(jobs), args.cohort):
-        results += train_cohort(jobs[start : start + args.cohort], rules, stats=stats, padding=padding)
+        cohort = jobs[start : start + args.cohort]
+        results += train_cohort(cohort, rules, device=args.device, stats=stats, padding=padding)
     epochs = np.mean([r.stage1_epochs + r.stage2_epochs for r in results])
     print(
         f"engine: {stats.models_per_second:.1f} models/s ({stats.models} models in cohorts of {args.cohort}, "
@@ -94,12 +97,16 @@ def main() -> None:
     print(f"speedup: {stats.models_per_second / naive:.1f}x")
 
     stack = max(1, stats.models // max(stats.stacks, 1))
-    peak = bmm_gflops(stack, cfg.training.batch_size, cfg.model.neurons_per_layer.max)
+    peak = bmm_gflops(stack, cfg.training.batch_size, cfg.model.neurons_per_layer.max, device=args.device)
     print(
-        f"engine achieved {stats.gflops_per_second:.1f} GFLOP/s; batched matmul at its shapes "
+        f"engine achieved {stats.gflops_per_second:.1f} GFLOP/s on {args.device}; "
+        "batched matmul at its shapes "
         f"([{stack}, {cfg.training.batch_size}, {cfg.model.neurons_per_layer.max}] x "
-        f"[{cfg.model.neurons_per_layer.max}, {cfg.model.neurons_per_layer.max}]): {peak:.1f} GFLOP/s"
+        f"[{cfg.model.neurons_per_layer.max}, {cfg.model.neurons_per_layer.max}]): {peak:.1f} GFLOP/s "
+        f"(engine at {stats.gflops_per_second / peak:.0%} of it)"
     )
+    if torch.device(args.device).type == "cuda":
+        print(f"card memory: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB at most allocated")
 
 
 if __name__ == "__main__":

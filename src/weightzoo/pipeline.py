@@ -268,6 +268,9 @@ class CohortReport:
 
 
 UNIT_SIZE = 256  # the most examples trained together (a unit's stacks hold only its own examples)
+# On a GPU a stack should hold thousands of models: one unit per cohort, up to this many examples
+# (unmeasured on a card so far: benchmarks/gpu_check.sh measures it where one is lent).
+UNIT_SIZE_GPU = 4096
 UNIT_PARTS = 2  # each unit is trained as this many parts, whole stacks each, by any free worker
 
 
@@ -373,6 +376,7 @@ def run_unit(
     import torch
 
     from weightzoo.checkpoints import write_snapshots
+    from weightzoo.devices import resolve_device
     from weightzoo.monitoring import cohort_summary
     from weightzoo.pools import shared_pools
     from weightzoo.rows import REJECTED_SCHEMA, SCHEMA, accepted_row, model_config, rejected_row
@@ -393,7 +397,10 @@ def run_unit(
     enabled = tuple(cfg.dataset.patterns.enabled_patterns)
     pools = shared_pools(cfg.space, enabled, cfg.dataset.patterns.pool_size, cfg.pipeline.random_seed)
     lap("plan")  # building the pools (once per worker)
-    examples = train_examples(cfg, pools, indices, watched=watched, seconds=seconds, threads=threads)
+    device = resolve_device(cfg.pipeline.device)
+    examples = train_examples(
+        cfg, pools, indices, device=device, watched=watched, seconds=seconds, threads=threads
+    )
     clock = time.perf_counter()
     kept = [e for e in examples if e.verdict.accepted]
     if cfg.metrics.checkpoint.save_every_epoch:
@@ -492,20 +499,28 @@ def run_data_gen(
     workers: int | None = None,
     log: Callable[[str], None] = print,
     cohort_size: int | None = None,
-    unit_size: int = UNIT_SIZE,
+    unit_size: int | None = None,
     repair: bool = False,
 ) -> RunSummary:
     """Generate (or finish) the dataset; `workers` defaults to `pipeline.max_threads`, `cohort_size`
-    to `pipeline.checkpoint_interval`. `repair`: regenerate the cohorts whose shards are damaged
-    (without it, a damaged shard is an error naming it)."""
+    to `pipeline.checkpoint_interval`, `unit_size` to `UNIT_SIZE` (`UNIT_SIZE_GPU` on a GPU).
+    `repair`: regenerate the cohorts whose shards are damaged (without it, a damaged shard is an
+    error naming it)."""
     cohort_size = cohort_size or cfg.pipeline.checkpoint_interval
-    unit_size = min(unit_size, cohort_size)
+    device = _device_kind(cfg)
+    unit_size = min(unit_size or (UNIT_SIZE if device == "cpu" else UNIT_SIZE_GPU), cohort_size)
     probe, raw = _read_inputs(cfg)
     out = claim(cfg.pipeline.output_dir)
     if not os.access(out, os.W_OK):
         raise UserError(f"pipeline.output_dir: {out} is not writable")
     identity = RunIdentity(
-        __version__, cfg.recipe_hash, probe.content_hash, cohort_size, unit_size, UNIT_PARTS
+        __version__,
+        cfg.recipe_hash,
+        probe.content_hash,
+        cohort_size,
+        unit_size,
+        UNIT_PARTS,
+        device,
     )
     with single_writer(out):
         for stale in stale_temporaries(out):  # left by a killed run (no other run writes: we hold the lock)
@@ -516,6 +531,15 @@ def run_data_gen(
         probe = read_probe_file(pinned, cfg.space, probe.enabled)  # what every unit uses
         write_json_atomic(out / INFO, _info(cfg, identity, complete=False))
         return _run(cfg, out, probe, identity, workers, log)
+
+
+def _device_kind(cfg: Config) -> str:
+    """The device training runs on (`pipeline.device`, `auto` resolved here: a missing device is an
+    error now, not in a worker). Part of the run's identity: CUDA's kernels round otherwise than the
+    CPU's, so a folder written on one is never finished on the other."""
+    from weightzoo.devices import resolve_device
+
+    return resolve_device(cfg.pipeline.device).type
 
 
 def _read_inputs(cfg: Config) -> tuple[ProbeSet, bytes]:

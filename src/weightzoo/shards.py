@@ -46,6 +46,7 @@ class RunIdentity:
     cohort_size: int
     unit_size: int
     unit_parts: int
+    device: str = "cpu"  # the kind training ran on: CUDA's kernels give other bits than the CPU's
 
     def fields(self, staged: bool = True) -> dict:
         """The fields a file is stamped with. A shard's bytes do not depend on how its cohort was cut
