@@ -53,27 +53,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from weightzoo import activations
 from weightzoo.model import ModelSpec, encode_inputs, fold_input_standardization, input_standardization
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
-
-_ACTIVATION_FN = {
-    "relu": F.relu,
-    "gelu": F.gelu,
-    "tanh": torch.tanh,
-    "sigmoid": torch.sigmoid,
-    "leaky_relu": F.leaky_relu,
-}
-_aten = torch.ops.aten
-_ACTIVATION_BACKWARD = {  # (gradient at the output, pre-activation z, output h) -> gradient at z
-    "relu": lambda grad, z, h: _aten.threshold_backward.default(grad, h, 0),
-    "gelu": lambda grad, z, h: _aten.gelu_backward.default(grad, z),
-    "tanh": lambda grad, z, h: _aten.tanh_backward.default(grad, h),
-    "sigmoid": lambda grad, z, h: _aten.sigmoid_backward.default(grad, torch.sigmoid(z)),
-    "leaky_relu": lambda grad, z, h: _aten.leaky_relu_backward.default(grad, z, 0.01, False),
-}
-_ZERO_AT_ZERO = {"relu", "gelu", "tanh", "leaky_relu"}  # act(0) == 0: padded units need no mask
 
 
 @dataclass(frozen=True)
@@ -416,7 +400,7 @@ class _Stack:
         """Logits [K, rows] for inputs [K, rows, input_size], with each hidden layer's pre-activation
         and output (what backpropagation needs). `models`: the stack rows `params` hold; `keep`: a
         dropout scale per hidden layer."""
-        act = _ACTIVATION_FN[self.activation]
+        act = activations.get(self.activation).forward
         in_place = self.activation == "relu" and keep is None
         unit_mask = self.unit_mask if models is None else self.unit_mask.index_select(0, models)
         pre, outs = [], [x]
@@ -425,7 +409,7 @@ class _Stack:
             z = torch.baddbmm(params[2 * layer + 1][:, None, :], h, params[2 * layer])
             # ReLU's gradient needs only its output: computed in place, z is not kept beside it.
             h = z.relu_() if in_place else act(z)
-            if self.activation not in _ZERO_AT_ZERO:
+            if not activations.get(self.activation).zero_at_zero:
                 h = h * unit_mask  # sigmoid(0) = 0.5: silence padded units
             if keep is not None:
                 h = h * keep[layer]
@@ -442,10 +426,10 @@ class _Stack:
     def _activation_backward(self, grad: torch.Tensor, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """Gradient at the pre-activation z from the gradient at the output h = act(z), with the same
         fused kernels autograd uses. (Padded units need no care: no gradient reaches them.)"""
-        return _ACTIVATION_BACKWARD[self.activation](grad, z, h)
+        return activations.get(self.activation).backward(grad, z, h)
 
     def _act(self, z: torch.Tensor) -> torch.Tensor:
-        return _ACTIVATION_FN[self.activation](z)
+        return activations.get(self.activation).forward(z)
 
     def _dropout_scales(self, rows: int, stepping: np.ndarray) -> list[torch.Tensor] | None:
         """Dropout masks (scaled by 1/(1-p)) for one step, [K, rows, width] per hidden layer. Each

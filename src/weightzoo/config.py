@@ -44,6 +44,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict, is_typeddict
 
+from weightzoo.activations import NAMES as ACTIVATION_NAMES
 from weightzoo.errors import ConfigError, shorten
 from weightzoo.space import LETTERS, SequenceSpace
 
@@ -214,7 +215,7 @@ def _known_pattern(name: str) -> str:
 
 Path_ = Annotated[Path, BeforeValidator(_path_string)]
 Letter = Annotated[Str, AfterValidator(_capital_letter)]
-Activation = Literal["relu", "gelu", "tanh", "sigmoid", "leaky_relu"]
+Activation = Literal[ACTIVATION_NAMES]  # type: ignore[valid-type]
 PatternName = Annotated[Str, AfterValidator(_known_pattern)]
 
 

@@ -8,18 +8,18 @@ same math on stacked tensors; this module is the single-model definition it must
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU,
-    "gelu": nn.GELU,
-    "tanh": nn.Tanh,
-    "sigmoid": nn.Sigmoid,
-    "leaky_relu": nn.LeakyReLU,  # negative slope 0.01 (PyTorch's default)
+from weightzoo import activations
+
+# name -> a factory of its module (the registry in activations.py is the one definition)
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    name: activations.get(name).module for name in activations.NAMES
 }
 INPUT_ENCODINGS = ("index", "one_hot")
 
@@ -104,13 +104,7 @@ def encode_inputs(sequences: np.ndarray | torch.Tensor, spec: ModelSpec, dtype=t
 
 
 # Kaiming (He) gains: keep the signal's scale through depth. GELU is treated like ReLU.
-INIT_GAINS = {
-    "relu": 2**0.5,
-    "gelu": 2**0.5,
-    "tanh": 5 / 3,
-    "sigmoid": 1.0,
-    "leaky_relu": (2 / (1 + 0.01**2)) ** 0.5,
-}
+INIT_GAINS = {name: activations.get(name).gain for name in activations.NAMES}
 
 
 def init_weights(
