@@ -53,31 +53,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from weightzoo import activations
+from weightzoo import activations, stages
 from weightzoo.model import ModelSpec, encode_inputs, fold_input_standardization, input_standardization
+from weightzoo.stages import StageRules, Stages  # StageRules: part of this module's API too
 
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
-
-
-@dataclass(frozen=True)
-class StageRules:
-    batch_size: int
-    max_stage1_epochs: int
-    max_stage2_epochs: int
-    patience: int
-    min_stage1_improvement: float
-    stage2_lr_factor: float
-    stage1_deadline_epochs: int | None = None  # stage 1 must have learned by then (None: no deadline)
-    # Stage 2 watches the target: None = clean validation loss only; a number = the most any other
-    # validation group may lose (see the module docstring).
-    stage2_max_other_drop: float | None = None
-    stage2_penalty: float = 3.0  # weight of other groups' excess loss against the target's gain
-    record_batch_loss: bool = False  # also keep each step's mean training loss (history["batch_loss"])
-    # A validation loss counts as a new best only when it is at least this much below the best so far
-    # (as Keras' EarlyStopping reads `min_delta`): converged models stop after `patience` epochs of
-    # smaller gains instead of training on for the last thousandths.
-    min_delta: float = 0.0
 
 
 @dataclass
@@ -559,23 +540,12 @@ class _Stack:
         K = self.K
         # stack row -> index among this stack's jobs (rows shrink as finished models are dropped)
         self.origin = np.arange(K)
-        self.state = {
-            "stage": np.ones(K, dtype=np.int64),  # 1, 2, or 3 = done
-            "epoch_in_stage": np.zeros(K, dtype=np.int64),
-            "wait": np.zeros(K, dtype=np.int64),
-            "finite": np.ones(K, dtype=bool),
-            "stage1_learned": np.zeros(K, dtype=bool),
-            "best_epoch1": np.zeros(K, dtype=np.int64),
-            "best_epoch2": np.zeros(K, dtype=np.int64),
-            "initial": self.val_loss(self.y1_va),  # the untrained model's stage-1 validation loss
-            "best_score": np.zeros(K),  # stage 2's score of its best checkpoint (stage 1: always 0)
-        }
-        st = self.state
-        st["best"] = st["initial"].copy()  # best validation loss of the current stage
-        if self.watch_target:  # the degraded model's selection accuracy per group, for stage 2's score
-            st["baseline"] = np.full(self.target_one_hot.shape, np.nan)
+        self.state = Stages.start(self.val_loss(self.y1_va))  # from the untrained model's stage-1 loss
+        # the degraded model's selection accuracy per group, for stage 2's score
+        self.baseline = np.full(self.target_one_hot.shape, np.nan) if self.watch_target else None
         self.history = [
-            {"stage1_val_loss": [float(v)], "stage2_val_loss": [], "train_loss": []} for v in st["initial"]
+            {"stage1_val_loss": [float(v)], "stage2_val_loss": [], "train_loss": []}
+            for v in self.state.initial
         ]
         if self.rules.record_batch_loss:
             for history in self.history:
@@ -585,24 +555,22 @@ class _Stack:
         self.ckpt2 = self.flat.detach().clone()  # stage 2's best (the improved model), flat
         self.results: list[TrainingResult | None] = [None] * K
 
-        while (self.state["stage"] < 3).any():
+        while self.state.training.any():
             self._epoch()
-            done = self.state["stage"] == 3
+            done = ~self.state.training
             if done.any():
                 self._compact(~done)
         return self.results  # type: ignore[return-value]
 
     def _epoch(self) -> None:
         """One epoch for every model still training, then each model's stage bookkeeping."""
-        rules, st, K, B = self.rules, self.state, len(self.origin), self.rules.batch_size
-        stage, epoch_in_stage = st["stage"], st["epoch_in_stage"]
-        training = stage < 3
+        rules, K, B = self.rules, len(self.origin), self.rules.batch_size
+        stage, training = self.state.stage, self.state.training
         # Row order per model for this epoch; finished models get an empty order.
         seeds = [self.jobs[i].order_seed for i in self.origin]
         # Padded to the stack's rows, so the batches' sizes never depend on which models share the stack.
-        order, lengths = epoch_orders(
-            seeds, stage, epoch_in_stage, np.where(training, self.n_tr, 0), width=self.x_tr.shape[1]
-        )
+        rows = np.where(training, self.n_tr, 0)
+        order, lengths = epoch_orders(seeds, stage, self.state.epoch_in_stage, rows, width=self.x_tr.shape[1])
         order_t = torch.as_tensor(order, device=self.device)
         valid = torch.as_tensor(np.arange(order.shape[1])[None, :] < lengths[:, None], device=self.device)
         stage1 = torch.as_tensor(stage == 1, device=self.device)[:, None]
@@ -622,7 +590,8 @@ class _Stack:
             if rules.record_batch_loss:
                 batch_losses.append((step_loss / row_mask.sum(1).clamp(min=1)).cpu().numpy())
         epoch_loss = (loss_sum / row_mask_epoch.sum(1).clamp(min=1)).cpu().numpy()  # mean during the epoch
-        epoch_in_stage[training] += 1
+        self.state = stages.begin_epoch(self.state)
+        epoch_in_stage = self.state.epoch_in_stage
         for i, batch_loss in enumerate(batch_losses):
             for k in np.flatnonzero(training & (lengths > i * B)):
                 self.history[self.origin[k]]["batch_loss"].append(float(batch_loss[k]))
@@ -634,51 +603,26 @@ class _Stack:
         score = np.zeros(K)
         if self.watch_target and (stage == 2).any():
             accuracy = self.selection_accuracy(training & (stage == 2))
-            score = np.where(stage == 2, self.stage2_score(accuracy, st["baseline"]), 0.0)
-        params_ok = self._finite_rows()
-        now_finite = np.isfinite(loss) & params_ok.cpu().numpy()
-
-        better = (score > st["best_score"] + 1e-12) | (
-            (np.abs(score - st["best_score"]) <= 1e-12) & (loss < st["best"] - rules.min_delta)
-        )
-        improved = training & now_finite & better
-        self._save(improved & (stage == 1), self.ckpt1)
-        self._save(improved & (stage == 2), self.ckpt2)
+            score = np.where(stage == 2, self.stage2_score(accuracy, self.baseline), 0.0)
+        params_ok = self._finite_rows().cpu().numpy()
         for k in np.flatnonzero(training):
             history = self.history[self.origin[k]]
             history[f"stage{stage[k]}_val_loss"].append(float(loss[k]))
             history["train_loss"].append(float(epoch_loss[k]))
-        st["best"] = np.where(improved, loss, st["best"])
-        st["best_score"] = np.where(improved, score, st["best_score"])
-        for which in (1, 2):
-            mark = improved & (stage == which)
-            st[f"best_epoch{which}"][mark] = epoch_in_stage[mark]
-        st["wait"] = np.where(improved, 0, st["wait"] + training)
 
-        broke = training & ~now_finite
-        st["finite"] &= ~broke
-        if broke.any():  # keep NaN out of the shared arithmetic: a broken model stops here
-            self._zero(broke)
-        learned = st["best"] <= st["initial"] * (1 - rules.min_stage1_improvement)
-        out_of_epochs1 = epoch_in_stage >= rules.max_stage1_epochs
-        if rules.stage1_deadline_epochs is not None:
-            out_of_epochs1 |= (epoch_in_stage >= rules.stage1_deadline_epochs) & ~learned
-        patience_over = st["wait"] >= rules.patience
-        end1 = (stage == 1) & (broke | patience_over | out_of_epochs1)
-        end2 = (stage == 2) & (broke | patience_over | (epoch_in_stage >= rules.max_stage2_epochs))
-        stage[end2] = 3
-        if end1.any():
-            self._save(end1, self.ckpt2, source=self.ckpt1)  # until stage 2 does better, improved = degraded
-            st["stage1_learned"][end1] = st["finite"][end1] & learned[end1]
-            go_on = end1 & st["stage1_learned"]
-            stage[end1 & ~go_on] = 3
-            if go_on.any():
-                self._switch_to_stage2(go_on)
+        # The schedule decides (stages.py); the tensors follow.
+        self.state, act = stages.judge_epoch(self.state, loss, score, params_ok, rules)
+        self._save(act.save_degraded, self.ckpt1)
+        self._save(act.save_improved, self.ckpt2)
+        if act.broke.any():  # keep NaN out of the shared arithmetic: a broken model stops here
+            self._zero(act.broke)
+        self._save(act.ended_stage1, self.ckpt2, source=self.ckpt1)  # improved = degraded, until beaten
+        if act.start_stage2.any():
+            self._switch_to_stage2(act.start_stage2)
 
     def _switch_to_stage2(self, go_on: np.ndarray) -> None:
         """Restart the selected models from their degraded checkpoint with fresh Adam state."""
-        st = self.state
-        st["stage"][go_on] = 2 if self.rules.max_stage2_epochs > 0 else 3
+        self.state = stages.begin_stage2(self.state, go_on, self.rules)
         sel = torch.as_tensor(go_on, device=self.device)
         with torch.no_grad():
             self.flat[sel] = self.ckpt1[sel]
@@ -686,12 +630,8 @@ class _Stack:
             self.v[sel] = 0
             self.t[sel] = 0
         clean = self.val_loss(self.y2_va, go_on)
-        st["best"] = np.where(go_on, np.inf, st["best"])  # stage 2's first epoch is its first best
-        st["best_score"][go_on] = -np.inf
         if self.watch_target:
-            st["baseline"] = np.where(go_on[:, None], self.selection_accuracy(go_on), st["baseline"])
-        st["wait"][go_on] = 0
-        st["epoch_in_stage"][go_on] = 0
+            self.baseline = np.where(go_on[:, None], self.selection_accuracy(go_on), self.baseline)
         for k in np.flatnonzero(go_on):
             self.history[self.origin[k]]["stage2_val_loss"].append(float(clean[k]))
 
@@ -710,7 +650,7 @@ class _Stack:
         "y_se",
         "select_groups",
     )
-    _PER_MODEL_ARRAYS = ("n_tr", "n_va", "widths", "target_one_hot", "allowed_drop")
+    _PER_MODEL_ARRAYS = ("n_tr", "n_va", "widths", "target_one_hot", "allowed_drop", "baseline")
 
     def _compact(self, keep: np.ndarray) -> None:
         """Record finished models' results, then drop them from every per-model tensor: they no longer
@@ -728,7 +668,7 @@ class _Stack:
         for name in self._PER_MODEL_ARRAYS:
             if getattr(self, name, None) is not None:
                 setattr(self, name, getattr(self, name)[keep])
-        self.state = {key: value[keep] for key, value in self.state.items()}
+        self.state = self.state.select(keep)
         self.origin = self.origin[keep]
 
     def _save(self, which: np.ndarray, ckpt: torch.Tensor, source: torch.Tensor | None = None) -> None:
@@ -775,10 +715,10 @@ class _Stack:
             improved=self._weights(k, job.spec, self.ckpt2),
             stage1_epochs=len(h1) - 1,
             stage2_epochs=max(len(h2) - 1, 0),
-            stage1_best_epoch=int(st["best_epoch1"][k]),
-            stage2_best_epoch=int(st["best_epoch2"][k]),
-            stage1_learned=bool(st["stage1_learned"][k]),
-            finite=bool(st["finite"][k]),
+            stage1_best_epoch=int(st.best_epoch1[k]),
+            stage2_best_epoch=int(st.best_epoch2[k]),
+            stage1_learned=bool(st.stage1_learned[k]),
+            finite=bool(st.finite[k]),
             history=history,
             snapshots=self.snapshots[self.origin[k]],
         )
