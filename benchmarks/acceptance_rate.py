@@ -19,8 +19,8 @@ import numpy as np
 import torch
 import yaml
 
-from weightzoo.cohort import CohortStats
 from weightzoo.config import parse_config
+from weightzoo.engine import CohortStats
 from weightzoo.pools import build_pools
 from weightzoo.training import train_examples
 

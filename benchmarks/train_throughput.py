@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from machine import bmm_gflops
 from torch.utils.data import DataLoader, TensorDataset
 
-from weightzoo.cohort import CohortStats, TrainingJob, TrainingResult, train_cohort
 from weightzoo.config import load_config
+from weightzoo.engine import CohortStats, TrainingJob, TrainingResult, train_cohort
 from weightzoo.examples import plan_example
 from weightzoo.model import build_model, encode_inputs
 from weightzoo.pools import build_pools

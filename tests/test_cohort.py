@@ -15,7 +15,8 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from weightzoo.cohort import (
+from weightzoo.config import parse_config
+from weightzoo.engine import (
     CohortStats,
     StageRules,
     TrainingJob,
@@ -24,7 +25,6 @@ from weightzoo.cohort import (
     stack_key,
     train_cohort,
 )
-from weightzoo.config import parse_config
 from weightzoo.examples import plan_example
 from weightzoo.model import (
     ACTIVATIONS,

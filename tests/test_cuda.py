@@ -15,7 +15,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 def test_cuda_training_agrees_with_itself_and_with_the_reference_loop():
     from test_cohort import RULES, TOL64, assert_same_result, synthetic_job
 
-    from weightzoo.cohort import train_cohort
+    from weightzoo.engine import train_cohort
     from weightzoo.reference import train_one
 
     jobs = [synthetic_job(i) for i in range(32)]

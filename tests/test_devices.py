@@ -88,7 +88,7 @@ def test_the_engine_runs_on_an_explicit_device_object():
     """The device-generic path (tensors created on `device`, results back on the CPU) on the CPU."""
     from test_cohort import RULES, synthetic_job
 
-    from weightzoo.cohort import train_cohort
+    from weightzoo.engine import train_cohort
 
     jobs = [synthetic_job(i) for i in range(4)]
     by_name = train_cohort(jobs, RULES, device="cpu", dtype=torch.float64)

@@ -21,8 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from weightzoo.cli import main
-from weightzoo.cohort import stack_key
 from weightzoo.config import parse_config
+from weightzoo.engine import stack_key
 from weightzoo.errors import UserError
 from weightzoo.examples import example_spec
 from weightzoo.files import write_json_atomic

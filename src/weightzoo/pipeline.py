@@ -290,7 +290,7 @@ def unit_parts(cfg: Config, indices: range, parts: int = UNIT_PARTS) -> list[lis
     unit: the run needs whole units, and without parts the last one would be trained by one worker
     while the other waits or works beyond the end. Measured on the seed's config (500 accepted, 2
     workers, runs alternated): one part 10.6 and 11.9 accepted examples/s, two parts 12.8 and 14.0."""
-    from weightzoo.cohort import stack_key
+    from weightzoo.engine import stack_key
     from weightzoo.examples import example_spec
 
     stacks: dict[tuple, list] = {}

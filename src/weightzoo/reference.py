@@ -1,6 +1,6 @@
 """The two-stage rules for one model, as a plain PyTorch loop: the yardstick for the batched engine.
 
-Same rules as `cohort.py` (read its docstring), written the obvious way: one `SubjectMLP`, one
+Same rules as the engine (read `engine/__init__.py`), written the obvious way: one `SubjectMLP`, one
 `torch.optim.Adam`, one epoch after another. Tests check that the engine's models match this loop's
 in float64; it is too slow for real runs.
 """
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from weightzoo.cohort import StageRules, TrainingJob, TrainingResult, epoch_order
+from weightzoo.engine import StageRules, TrainingJob, TrainingResult, epoch_order
 from weightzoo.model import build_model, encode_inputs, fold_input_standardization, input_standardization
 
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from weightzoo.cohort import CohortStats, Padding, StageRules, TrainingJob, TrainingResult, train_cohort
 from weightzoo.config import Config, ValidationSection
+from weightzoo.engine import CohortStats, Padding, StageRules, TrainingJob, TrainingResult, train_cohort
 from weightzoo.examples import NEGATIVE, ExamplePlan, plan_example
 from weightzoo.model import encode_inputs, predict_logits
 from weightzoo.monitoring import CURVE_SAMPLE

@@ -5,9 +5,9 @@ its epoch within the stage, its best validation loss and stage-2 score so far, h
 for a new best, and what it has shown (finite, learned). After each epoch the engine measures each
 model's validation loss, stage-2 score and whether its parameters are finite, and `judge_epoch` turns
 those into the next `Stages` and the `Actions` the engine then carries out on the tensors (checkpoint
-these, zero those, start stage 2 for these). The rules are those of the module docstring of
-`cohort.py` (and of `reference.py`, the plain loop they are tested against); every model's transition
-depends only on its own numbers, so a model's schedule never depends on which models share its stack.
+these, zero those, start stage 2 for these). The rules are those of `engine/__init__.py` (and of
+`reference.py`, the plain loop they are tested against); every model's transition depends only on its
+own numbers, so a model's schedule never depends on which models share its stack.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class StageRules:
     stage2_lr_factor: float
     stage1_deadline_epochs: int | None = None  # stage 1 must have learned by then (None: no deadline)
     # Stage 2 watches the target: None = clean validation loss only; a number = the most any other
-    # validation group may lose (see cohort.py's docstring).
+    # validation group may lose (see `engine/__init__.py`).
     stage2_max_other_drop: float | None = None
     stage2_penalty: float = 3.0  # weight of other groups' excess loss against the target's gain
     record_batch_loss: bool = False  # also keep each step's mean training loss (history["batch_loss"])

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from weightzoo.stages import DONE, StageRules, Stages, begin_epoch, begin_stage2, judge_epoch
+from weightzoo.engine.schedule import DONE, StageRules, Stages, begin_epoch, begin_stage2, judge_epoch
 
 RULES = StageRules(
     batch_size=8,
