@@ -178,6 +178,19 @@ def _pool_keys(pool: np.ndarray) -> tuple[list[bytes], dict[bytes, int]]:
     return cached[1], cached[2]
 
 
+_IDS: dict[int, tuple] = {}
+
+
+def _pool_ids(pool: np.ndarray) -> np.ndarray:
+    """`row_ids` of a pool's rows, computed once per pool (pools are shared by every example)."""
+    cached = _IDS.get(id(pool))
+    if cached is None or cached[0]() is not pool:
+        cached = (weakref.ref(pool), row_ids(pool, pool.shape[1]))
+        _IDS[id(pool)] = cached
+        weakref.finalize(pool, _IDS.pop, id(pool), None)
+    return cached[1]
+
+
 def _profile_set(
     pools: dict[str, np.ndarray],
     selected: tuple[str, ...],
@@ -198,7 +211,7 @@ def _profile_set(
         if name not in enabled or name in selected:
             continue
         pool = pools[name]
-        ids = row_ids(pool, length)
+        ids = _pool_ids(pool)
         head, rest = random_head(rng, len(pool), size)
         unseen = head[~isin_sorted(ids[head], seen)]
         if len(unseen) >= size:
