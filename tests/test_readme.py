@@ -19,7 +19,9 @@ ROW = re.compile(r"^\|\s*`(?P<name>[a-z_]+)`\s*\|")
 def table_rows() -> list[dict]:
     """Rows of the pattern table: | `name` | member if ... | e.g. | members at 7/7 | sampler |."""
     rows = []
-    for line in README.read_text(encoding="utf-8").splitlines():
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("\n## Patterns") :].split("\n## ")[1]  # up to the next section
+    for line in section.splitlines():
         match = ROW.match(line.strip())
         if not match:
             continue

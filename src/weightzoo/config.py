@@ -396,7 +396,7 @@ class PatternsSection(Section):
     ends_with_token: Letter = "B"
     pool_size: Annotated[Int, between(1, MAX_POOL)] = 2000
     # pattern -> multiplier of its share of a model's positive rows (default 1): harder patterns need
-    # more distinct rows to be learned (see README, "Subject models and their training")
+    # more distinct rows to be learned (see docs/design.md, "Subject models and their training")
     pattern_rows: dict[PatternName, Annotated[Float, between(0, 100, lo_open=True)]] = Field(
         default_factory=dict
     )

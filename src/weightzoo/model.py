@@ -123,7 +123,7 @@ def init_weights(
     input; the start makes units that compare two tokens or test one token's value, which patterns
     over token values (has_majority, vowel_consonant) are built from. Measured on single patterns,
     2 positions raised has_majority's held-out specificity from 0.79 to 0.88 and vowel_consonant's from
-    0.89 to 0.97 at the same training (README, "Subject models and their training").
+    0.89 to 0.97 at the same training (docs/design.md, "Subject models and their training").
     """
     # One draw for every tensor, in the order weight, bias, weight, ... (the generator gives the same
     # numbers as a draw per tensor, for a fraction of the calls).
@@ -164,7 +164,7 @@ def input_standardization(spec: ModelSpec) -> tuple[np.ndarray, np.ndarray]:
     1/V. These are properties of the sequence space, not of any model's rows, so every model of a
     space trains on the same transform. Training on `(x - shift) / scale` gives Adam well-scaled
     inputs: with raw indices a first layer sees inputs of size up to V-1 with mean (V-1)/2, and the
-    models learn several times more slowly (see README, "Subject models and their training").
+    models learn several times more slowly (see docs/design.md, "Subject models and their training").
     """
     v = spec.vocab_size
     if spec.input_encoding == "index":
