@@ -9,7 +9,7 @@ ratio: the machines here drift by 2x over hours, so only figures of one run comp
 
 Runs the seed's example config (modification task, mean+std signature) into a temporary folder until
 `--accepted` examples are accepted, and prints accepted examples/s, attempted examples/s, the CPU
-time of each stage summed over workers (plan, train, validate, checkpoints, signatures, format, write),
+time of each stage summed over workers (plan, train, validate, signatures, format, checkpoints, write),
 the bound the training stage alone sets (accepted examples over its seconds per worker: what the run
 would reach if every other stage were free), a probe of the machine's speed at the moment (see
 `machine.py`), and the peak resident memory of this process and its workers.

@@ -371,63 +371,37 @@ def run_unit(
     threads: int,
     watched: list[int],
 ) -> CohortReport:
-    """Plan, train, judge, sign and format one part of a piece of a work unit and stage its rows.
+    """One part of a piece of a work unit through every stage (`stages.run_stages`), its rows staged.
     `watched`: the examples whose curves (and checkpoints) are recorded."""
     import torch
 
     from weightzoo.checkpoints import write_snapshots
     from weightzoo.devices import resolve_device
     from weightzoo.monitoring import cohort_summary
-    from weightzoo.pools import shared_pools
-    from weightzoo.rows import REJECTED_SCHEMA, SCHEMA, accepted_row, model_config, rejected_row
-    from weightzoo.signatures import layer_activations, signature
-    from weightzoo.training import train_examples
+    from weightzoo.rows import REJECTED_SCHEMA, SCHEMA
+    from weightzoo.stages import run_stages
 
     # Every kernel runs on one thread, so no float32 sum is split differently with another thread
-    # count; the engine spreads whole stacks over `threads` threads instead (see cohort.train_cohort).
+    # count; the engine spreads whole stacks over `threads` threads instead (engine.train_cohort).
     torch.set_num_threads(1)
-    clock, seconds = time.perf_counter(), {}
-
-    def lap(stage: str) -> None:
-        nonlocal clock
-        now = time.perf_counter()
-        seconds[stage] = seconds.get(stage, 0.0) + now - clock
-        clock = now
-
-    enabled = tuple(cfg.dataset.patterns.enabled_patterns)
-    pools = shared_pools(cfg.space, enabled, cfg.dataset.patterns.pool_size, cfg.pipeline.random_seed)
-    lap("plan")  # building the pools (once per worker)
     device = resolve_device(cfg.pipeline.device)
-    examples = train_examples(
-        cfg, pools, indices, device=device, watched=watched, seconds=seconds, threads=threads
-    )
+    done = run_stages(cfg, probe, indices, device=device, threads=threads, watched=watched)
+    seconds = done.seconds
     clock = time.perf_counter()
-    kept = [e for e in examples if e.verdict.accepted]
     if cfg.metrics.checkpoint.save_every_epoch:
-        write_snapshots(cfg.metrics.dir, examples)  # the watched models' epochs (checkpoints.py)
-        lap("checkpoints")
-    methods = cfg.signature.neuron_profile_methods
-    signatures: dict[int, dict[str, dict]] = {e.plan.index: {} for e in kept}
-    for which in ("degraded", "improved"):
-        acts = layer_activations(
-            [e.plan.spec for e in kept], [getattr(e, which) for e in kept], probe.sequences
-        )
-        for e, a in zip(kept, acts, strict=True):
-            signatures[e.plan.index][which] = signature(a, methods, probe.groups, model_config(cfg, e))
-    lap("signatures")
-    rows = [accepted_row(cfg, e, signatures[e.plan.index]) for e in kept]
-    rejected = [rejected_row(e) for e in examples if not e.verdict.accepted]
-    lap("format")
+        write_snapshots(cfg.metrics.dir, done.examples)  # the watched models' epochs (checkpoints.py)
+    seconds["checkpoints"] = time.perf_counter() - clock
+    clock = time.perf_counter()
     out = cfg.pipeline.output_dir
     for kind, table in (
-        ("rejected", pa.Table.from_pylist(rejected, schema=REJECTED_SCHEMA)),
-        ("data", pa.Table.from_pylist(rows, schema=SCHEMA)),
+        ("rejected", pa.Table.from_pylist(done.rejected, schema=REJECTED_SCHEMA)),
+        ("data", pa.Table.from_pylist(done.rows, schema=SCHEMA)),
     ):
         about = {"kind": kind, "cohort": cohort, "piece": list(piece), "part": part}
         write_staged(unit_path(out, kind, cohort, piece, part), table, identity, about)
-    lap("write")
-    summary = cohort_summary(examples, sum(seconds.values()), curves=watched)
-    return CohortReport(len(rows), len(examples), seconds, summary, _peak_mib())
+    seconds["write"] = time.perf_counter() - clock
+    summary = cohort_summary(done.examples, sum(seconds.values()), curves=watched)
+    return CohortReport(len(done.rows), len(done.examples), seconds, summary, _peak_mib())
 
 
 def _peak_mib() -> float:

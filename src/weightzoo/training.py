@@ -1,8 +1,9 @@
 """Plans → trained, judged (degraded, improved) pairs: the training half of run-data-gen.
 
-`train_examples(cfg, pools, indices)` plans each example, trains them together with the cohort
-engine, rounds and quantizes both checkpoints as the config says, measures every group's accuracy on
-the held-out test set with the stored weights, and judges each pair (see `validation.py`).
+Three stages (`stages.run_stages` calls them one by one): `plan_jobs` plans each example and makes its
+training job; `train_pairs` trains them together with the engine; `judge_pairs` rounds and quantizes
+both checkpoints as the config says, measures every group's accuracy on the held-out test set with
+the stored weights, and judges each pair (see `validation.py`). `train_examples` runs all three.
 """
 
 from __future__ import annotations
@@ -189,19 +190,33 @@ def train_examples(
     seconds: dict[str, float] | None = None,
     threads: int = 1,
 ) -> list[TrainedExample]:
-    """`watched`: the example indices that get per-epoch snapshots when the config asks for them (the
+    """Plan, train and judge the examples `indices` (`plan_jobs`, `train_pairs`, `judge_pairs`).
+    `watched`: the example indices that get per-epoch snapshots when the config asks for them (the
     models whose curves go to TensorBoard); None: the first `CURVE_SAMPLE` of `indices`. `seconds`: if
     given, the time spent planning, training and validating is added to its "plan", "train" and
     "validate" entries. `threads`: stacks trained side by side (the bits do not depend on it)."""
+    seconds = {} if seconds is None else seconds
     clock = time.perf_counter()
 
     def lap(stage: str) -> None:
         nonlocal clock
         now = time.perf_counter()
-        if seconds is not None:
-            seconds[stage] = seconds.get(stage, 0.0) + now - clock
+        seconds[stage] = seconds.get(stage, 0.0) + now - clock
         clock = now
 
+    plans, jobs = plan_jobs(cfg, pools, indices, watched)
+    lap("plan")
+    results = train_pairs(cfg, plans, jobs, device, stats, threads)
+    lap("train")
+    judged = judge_pairs(cfg, plans, results)
+    lap("validate")
+    return judged
+
+
+def plan_jobs(
+    cfg: Config, pools: dict[str, np.ndarray], indices: list[int], watched: Collection[int] | None = None
+) -> tuple[list[ExamplePlan], list[TrainingJob]]:
+    """Each example's plan (patterns, architecture, rows, held-out sets) and its training job."""
     plans = [plan_example(cfg, pools, i) for i in indices]
     jobs = [training_job(p, cfg) for p in plans]
     checkpoint = cfg.metrics.checkpoint
@@ -210,7 +225,19 @@ def train_examples(
         for plan, job in zip(plans, jobs, strict=True):
             if plan.index in watched:
                 job.snapshot_epochs, job.snapshot_optimizer = True, checkpoint.save_optimizer_state
-    lap("plan")
+    return plans, jobs
+
+
+def train_pairs(
+    cfg: Config,
+    plans: list[ExamplePlan],
+    jobs: list[TrainingJob],
+    device: torch.device | str = "cpu",
+    stats: CohortStats | None = None,
+    threads: int = 1,
+) -> list[TrainingResult]:
+    """Every job through both stages with the engine; models with another dataset factor (another
+    number of rows) train in stacks of their own."""
     results: list = [None] * len(jobs)
     by_factor: dict[float, list[int]] = {}
     for i, plan in enumerate(plans):
@@ -226,7 +253,11 @@ def train_examples(
         )
         for i, result in zip(members, trained, strict=True):
             results[i] = result
-    lap("train")
+    return results
+
+
+def judge_pairs(cfg: Config, plans: list[ExamplePlan], results: list[TrainingResult]) -> list[TrainedExample]:
+    """Both checkpoints of each pair rounded and quantized as stored, scored on held-out rows, judged."""
     rules = thresholds(cfg)
     out = []
     for plan, result in zip(plans, results, strict=True):
@@ -250,5 +281,4 @@ def train_examples(
                 plan, result, stored["degraded"], stored["improved"], scales, accuracy, verdict, recall
             )
         )
-    lap("validate")
     return out
