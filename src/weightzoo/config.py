@@ -477,6 +477,11 @@ class PipelineSection(Section):
     max_threads: Annotated[Int, between(1, MAX_THREADS)] = 4
     num_workers: Annotated[Int, between(0, MAX_THREADS)] = 4
     pin_memory: Bool = True
+    # Where work units run (executors.py): worker processes here, or Ray tasks
+    backend: Literal["local", "ray"] = "local"
+    ray_address: Annotated[Str, AfterValidator(_short_text)] | None = None  # null: start a local Ray
+    ray_cpus_per_task: Annotated[Float, between(0, 1024, lo_open=True)] = 1.0
+    ray_gpus_per_task: Annotated[Float, between(0, 64)] = 0.0
 
 
 class TensorBoard(Section):
@@ -591,6 +596,10 @@ RECIPE_EXCLUDES = (
     "pipeline.max_threads",
     "pipeline.num_workers",
     "pipeline.pin_memory",
+    "pipeline.backend",
+    "pipeline.ray_address",
+    "pipeline.ray_cpus_per_task",
+    "pipeline.ray_gpus_per_task",
     "metrics.dir",
     "metrics.tensorboard.auto_launch",
     "metrics.tensorboard.port",

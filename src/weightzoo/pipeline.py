@@ -37,12 +37,11 @@ import math
 import os
 import re
 import shutil
-import signal
 import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,7 +54,6 @@ from weightzoo.card import write_card
 from weightzoo.config import Config
 from weightzoo.errors import UserError, shorten
 from weightzoo.files import write_json_atomic
-from weightzoo.lifeline import die_with_parent
 from weightzoo.monitoring import CURVE_SAMPLE, Monitor, Progress, merge_summaries
 from weightzoo.probe_sets import ProbeSet, parse_probe_file, read_probe_bytes, read_probe_file
 from weightzoo.shards import (
@@ -78,7 +76,6 @@ from weightzoo.store import (
     single_writer,
     stale_temporaries,
 )
-from weightzoo.workers import context as worker_context
 
 
 @dataclass
@@ -92,56 +89,13 @@ class RunSummary:
     worker_peak_mib: float = 0.0  # the largest peak resident memory of a process that trained a part
 
 
-class _InProcess:
-    """One worker: run each cohort right here (nothing left running if the run is killed)."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def submit(self, fn, *args) -> Future:
-        future: Future = Future()
-        try:
-            future.set_result(fn(*args))
-        except BaseException as e:  # handed to the caller through the future, as a pool would
-            future.set_exception(e)
-        return future
-
-
-def _worker_start() -> None:
-    """In each pool worker: leave Ctrl-C to the main process, which stops the workers itself, and die
-    with the fork server, which dies with the command (lifeline.py).
-
-    A terminal's Ctrl-C reaches every process of the foreground group; without this, each idle worker
-    would print a KeyboardInterrupt traceback as it dies.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    die_with_parent()
-
-
-def _stop_workers(pool) -> None:
-    """Stop a process pool now rather than after the cohorts in flight (each may take minutes).
-
-    Their writes are atomic: a stopped worker leaves at most a hidden temporary file, which the next
-    run removes.
-    """
-    if not isinstance(pool, ProcessPoolExecutor):
-        return
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        process.terminate()
-
-
 @contextmanager
-def _workers_stopped_on_error(pool) -> Iterator[None]:
-    """Ctrl-C or a failed cohort ends the run now: the cohorts still in flight are not waited for."""
+def _stopped_on_error(pool) -> Iterator[None]:
+    """Ctrl-C or a failed part ends the run now: the parts still in flight are not waited for."""
     try:
         yield
     except BaseException:
-        _stop_workers(pool)
+        pool.stop()
         raise
 
 
@@ -360,10 +314,19 @@ def _piece_end(start: int, end: int, tally: _Tally, target: int) -> int:
     return cut if cut <= end - SPLIT_LEAST_REST else end
 
 
+@dataclass
+class PartOutput:
+    """What a part of a work unit gives back: its rows, to be staged by the run (which alone writes)."""
+
+    data: pa.Table
+    rejected: pa.Table
+    report: CohortReport
+
+
 def run_unit(
     cfg: Config,
     probe: ProbeSet,
-    identity: RunIdentity,
+    device: str,
     cohort: int,
     piece: tuple[int, int],
     part: int,
@@ -371,12 +334,13 @@ def run_unit(
     threads: int,
     watched: list[int],
 ) -> CohortReport:
-    """One part of a piece of a work unit through every stage (`stages.run_stages`), its rows staged.
-    `watched`: the examples whose curves (and checkpoints) are recorded."""
+    """One part of a piece of a work unit through every stage (`stages.run_stages`), on any executor:
+    its rows come back to the run, which stages them. `device`: the kind the run resolved (its
+    identity says it). `cohort`, `piece`, `part` name the part; `watched`: the examples whose curves
+    (and checkpoints) are recorded."""
     import torch
 
     from weightzoo.checkpoints import write_snapshots
-    from weightzoo.devices import resolve_device
     from weightzoo.monitoring import cohort_summary
     from weightzoo.rows import REJECTED_SCHEMA, SCHEMA
     from weightzoo.stages import run_stages
@@ -384,24 +348,26 @@ def run_unit(
     # Every kernel runs on one thread, so no float32 sum is split differently with another thread
     # count; the engine spreads whole stacks over `threads` threads instead (engine.train_cohort).
     torch.set_num_threads(1)
-    device = resolve_device(cfg.pipeline.device)
-    done = run_stages(cfg, probe, indices, device=device, threads=threads, watched=watched)
+    done = run_stages(cfg, probe, indices, device=torch.device(device), threads=threads, watched=watched)
     seconds = done.seconds
     clock = time.perf_counter()
     if cfg.metrics.checkpoint.save_every_epoch:
         write_snapshots(cfg.metrics.dir, done.examples)  # the watched models' epochs (checkpoints.py)
     seconds["checkpoints"] = time.perf_counter() - clock
+    data = pa.Table.from_pylist(done.rows, schema=SCHEMA)
+    rejected = pa.Table.from_pylist(done.rejected, schema=REJECTED_SCHEMA)
+    summary = cohort_summary(done.examples, sum(seconds.values()), curves=watched)
+    report = CohortReport(len(done.rows), len(done.examples), seconds, summary, _peak_mib())
+    return PartOutput(data, rejected, report)
+
+
+def _stage_part(out: Path, identity: RunIdentity, cohort: int, piece, part: int, output: PartOutput) -> None:
+    """A part's rows, staged under `.units/` (rejected first): a resumed run adopts them."""
     clock = time.perf_counter()
-    out = cfg.pipeline.output_dir
-    for kind, table in (
-        ("rejected", pa.Table.from_pylist(done.rejected, schema=REJECTED_SCHEMA)),
-        ("data", pa.Table.from_pylist(done.rows, schema=SCHEMA)),
-    ):
+    for kind, table in (("rejected", output.rejected), ("data", output.data)):
         about = {"kind": kind, "cohort": cohort, "piece": list(piece), "part": part}
         write_staged(unit_path(out, kind, cohort, piece, part), table, identity, about)
-    seconds["write"] = time.perf_counter() - clock
-    summary = cohort_summary(done.examples, sum(seconds.values()), curves=watched)
-    return CohortReport(len(done.rows), len(done.examples), seconds, summary, _peak_mib())
+    output.report.seconds["write"] = time.perf_counter() - clock
 
 
 def _peak_mib() -> float:
@@ -513,7 +479,12 @@ def _device_kind(cfg: Config) -> str:
     CPU's, so a folder written on one is never finished on the other."""
     from weightzoo.devices import resolve_device
 
-    return resolve_device(cfg.pipeline.device).type
+    pipeline = cfg.pipeline
+    if pipeline.backend == "ray" and pipeline.ray_address:  # the cluster's nodes train, not this one
+        if pipeline.device == "auto":
+            return "cuda" if pipeline.ray_gpus_per_task > 0 else "cpu"
+        return pipeline.device
+    return resolve_device(pipeline.device).type
 
 
 def _read_inputs(cfg: Config) -> tuple[ProbeSet, bytes]:
@@ -546,6 +517,8 @@ def _run(
     # Thread counts never change results (kernels run on one thread, stacks side by side); they only
     # must not oversubscribe the cores.
     threads = min(cfg.pipeline.num_workers or cores, max(1, cores // workers))
+    if cfg.pipeline.backend == "ray":  # a Ray task trains on the CPUs it asked for
+        threads = max(1, int(cfg.pipeline.ray_cpus_per_task))
     uploader = _uploader(cfg, log)
     start = time.perf_counter()
     with Progress(target) as progress, Monitor(cfg.metrics.dir, cfg.metrics.tensorboard.enabled) as monitor:
@@ -708,22 +681,21 @@ def _generate(
     stage_seconds: dict[str, float] = {}
     peak_mib = 0.0
     summaries: list[dict] = []  # the current cohort's unit summaries
-    executor = (
-        ProcessPoolExecutor(max_workers=workers, mp_context=worker_context(), initializer=_worker_start)
-        if workers > 1
-        else _InProcess()
-    )
+    from weightzoo.executors import executor_for
+
+    executor = executor_for(cfg, workers)
     tally = _Tally()
     stream = _tasks_in_order(cfg, out, cohort_size, unit_size, tally, target)
     ahead: deque[_Task] = deque()  # tasks taken from the stream, not yet counted
     running: dict[tuple, Future] = {}
     pieces: list[tuple[int, int]] = []  # the current cohort's pieces counted so far
     enough = False  # counted at the end of a piece only: its parts interleave its indices
-    with executor as pool, _workers_stopped_on_error(pool):
+    with executor as pool, _stopped_on_error(pool):
+        in_flight = 2 * pool.slots if pool.slots > 1 else 1
         while not enough:
-            # Keep two parts per worker process submitted, the next ones in index order: a worker that
+            # Keep two parts per worker submitted, the next ones in index order: a worker that
             # finishes early starts the next part at once rather than wait for the oldest to be counted.
-            while sum(item.report is None for item in ahead) < (2 * workers if workers > 1 else 1):
+            while sum(item.report is None for item in ahead) < in_flight:
                 item = next(stream)
                 if item is None:  # the next parts wait for the ones ahead to be counted
                     break
@@ -734,7 +706,7 @@ def _generate(
                         run_unit,
                         cfg,
                         probe,
-                        identity,
+                        identity.device,
                         *(item.cohort, item.piece, item.part),
                         item.indices,
                         threads,
@@ -744,7 +716,9 @@ def _generate(
             report = item.report
             if report is None:
                 with _failure_named(item.cohort):
-                    report = running.pop((item.cohort, item.piece, item.part)).result()
+                    output = running.pop((item.cohort, item.piece, item.part)).result()
+                _stage_part(out, identity, item.cohort, item.piece, item.part, output)
+                report = output.report
             accepted += report.accepted
             attempted += report.attempted
             for stage, spent in report.seconds.items():
@@ -780,7 +754,7 @@ def _generate(
                 )
         if running:
             # Units started beyond the last one needed are not wanted: stop them now rather than wait.
-            _stop_workers(pool)
+            pool.stop()
     return accepted, attempted, cohort, stage_seconds, peak_mib
 
 

@@ -23,6 +23,7 @@ PRELOAD = [
     "weightzoo.checkpoints",
     "weightzoo.monitoring",
     "weightzoo.pools",
+    "weightzoo.stages",
     "weightzoo.pipeline",
 ]
 

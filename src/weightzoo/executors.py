@@ -1,0 +1,158 @@
+"""Where work units run: in this process, in a pool of local worker processes, or on a Ray cluster.
+
+Every executor has the same small interface, `submit(fn, *args) -> Future` and `stop()` (drop the
+work in flight now), and is a context manager. What runs is a pure function of its arguments
+(`pipeline.run_unit`: a part of a work unit in, its rows out), and the results come back to this
+process, which alone writes the output folder: an executor knows nothing of the store, and the
+store nothing of executors. A result is the same on any executor, so a run writes the same bytes on
+any of them, for any number of workers or nodes.
+
+Ray: `pipeline.backend: ray` starts a local Ray (one CPU per `pipeline.max_threads`) or joins the
+cluster at `pipeline.ray_address` (`--ray-address`). Each part is a Ray task asking for
+`ray_cpus_per_task` CPUs and `ray_gpus_per_task` GPUs; a task whose node dies is retried elsewhere
+(`RAY_RETRIES`), and since the driver writes each result once, no part is lost or written twice.
+"""
+
+from __future__ import annotations
+
+import signal
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+
+from weightzoo.errors import UserError
+from weightzoo.lifeline import die_with_parent
+
+RAY_RETRIES = 3  # times a Ray task is retried when its worker or node dies
+
+
+class InProcess:
+    """One worker: each part runs right here, when submitted (nothing is left running if killed)."""
+
+    slots = 1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def submit(self, fn, *args) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as e:  # handed to the caller through the future, as a pool would
+            future.set_exception(e)
+        return future
+
+    def stop(self) -> None:
+        pass
+
+
+def _worker_start() -> None:
+    """In each pool worker: leave Ctrl-C to the main process, which stops the workers itself, and die
+    with the fork server, which dies with the command (lifeline.py).
+
+    A terminal's Ctrl-C reaches every process of the foreground group; without this, each idle worker
+    would print a KeyboardInterrupt traceback as it dies.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent()
+
+
+class LocalPool:
+    """`workers` processes forked from a server that imported torch once (`workers.py`)."""
+
+    def __init__(self, workers: int):
+        from weightzoo.workers import context
+
+        self.slots = workers
+        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=context(), initializer=_worker_start)
+
+    def __enter__(self):
+        self.pool.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.pool.__exit__(*exc)
+
+    def submit(self, fn, *args) -> Future:
+        return self.pool.submit(fn, *args)
+
+    def stop(self) -> None:
+        """Stop now rather than after the parts in flight (each may take minutes). Their results are
+        lost, not half-written: only this process writes."""
+        processes = list((getattr(self.pool, "_processes", None) or {}).values())
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+
+
+@dataclass
+class RayCluster:
+    """Parts as Ray tasks, on a local Ray or an existing cluster."""
+
+    address: str | None
+    local_cpus: int
+    cpus_per_task: float = 1
+    gpus_per_task: float = 0
+
+    def __enter__(self):
+        try:
+            import ray
+        except ImportError:
+            raise UserError("pipeline.backend: 'ray' needs Ray: pip install 'weightzoo[ray]'") from None
+        self.ray = ray
+        self.started = not ray.is_initialized()
+        if self.started:
+            try:
+                if self.address:
+                    ray.init(address=self.address, log_to_driver=False)
+                else:
+                    ray.init(num_cpus=self.local_cpus, include_dashboard=False, log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as e:
+                where = self.address or "a local Ray"
+                raise UserError(f"pipeline.ray_address: cannot connect to {where}: {str(e)[:200]}") from None
+        cpus = float(ray.cluster_resources().get("CPU", 1))
+        self.slots = max(1, int(cpus // max(self.cpus_per_task, 1e-9)))
+        self.refs: list = []
+        return self
+
+    def __exit__(self, *exc):
+        if self.started:
+            self.ray.shutdown()
+        return False
+
+    def submit(self, fn, *args) -> Future:
+        task = self.ray.remote(fn).options(
+            num_cpus=self.cpus_per_task, num_gpus=self.gpus_per_task, max_retries=RAY_RETRIES
+        )
+        ref = task.remote(*args)
+        self.refs.append(ref)
+        future: Future = Future()
+
+        def done(ray_future: Future) -> None:
+            error = ray_future.exception()
+            if error is None:
+                future.set_result(ray_future.result())
+            else:  # a task's own exception comes back wrapped: hand over the exception itself
+                future.set_exception(getattr(error, "cause", None) or error)
+
+        ref.future().add_done_callback(done)
+        return future
+
+    def stop(self) -> None:
+        for ref in self.refs:
+            try:
+                self.ray.cancel(ref, force=True)
+            except Exception:  # finished already, or its node is gone: nothing to stop
+                pass
+
+
+def executor_for(cfg, workers: int):
+    """The executor `pipeline.backend` names; `workers`: local processes (1: this process)."""
+    pipeline = cfg.pipeline
+    if pipeline.backend == "ray":
+        return RayCluster(
+            pipeline.ray_address, workers, pipeline.ray_cpus_per_task, pipeline.ray_gpus_per_task
+        )
+    return LocalPool(workers) if workers > 1 else InProcess()
