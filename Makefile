@@ -10,7 +10,7 @@ LINTED := src tests benchmarks cli.py
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,ray]'
 	touch $(STAMP)
 
 # The main job on the small bundled config: the signature (probe) file, a benchmark set, then the

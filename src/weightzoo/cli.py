@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="with metrics.tensorboard.auto_launch: leave TensorBoard serving after generation ends",
     )
     gen.add_argument(
+        "--ray-address",
+        help="run on the Ray cluster at this address (sets pipeline.backend to ray; 'auto': the local one)",
+    )
+    gen.add_argument(
         "--repair",
         action="store_true",
         help="regenerate exactly the cohorts whose shards are damaged (byte-identical to the originals)",
@@ -182,7 +186,9 @@ def run_data_gen(args) -> int:
     from weightzoo.config import load_config
 
     cfg = load_config(args.config_path)  # a bad config is reported before anything heavy is imported
-    if cfg.pipeline.max_threads > 1:
+    if args.ray_address:
+        cfg.pipeline.backend, cfg.pipeline.ray_address = "ray", args.ray_address
+    if cfg.pipeline.max_threads > 1 and cfg.pipeline.backend == "local":
         from weightzoo.workers import warm_up
 
         warm_up()  # the workers' server imports torch while this process does

@@ -15,6 +15,7 @@ cluster at `pipeline.ray_address` (`--ray-address`). Each part is a Ray task ask
 
 from __future__ import annotations
 
+import os
 import signal
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
@@ -102,6 +103,8 @@ class RayCluster:
         except ImportError:
             raise UserError("pipeline.backend: 'ray' needs Ray: pip install 'weightzoo[ray]'") from None
         self.ray = ray
+        # Ray's own future behaviour (it warns on every start otherwise): no GPU asked, none visible
+        os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
         self.started = not ray.is_initialized()
         if self.started:
             try:
