@@ -40,8 +40,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def ray_node(*args: str, env: dict) -> subprocess.Popen:
-    argv = [RAY, "start", "--block", "--disable-usage-stats", "--num-cpus", "1", *args]
+def ray_node(*args: str, env: dict, cpus: int = 1) -> subprocess.Popen:
+    argv = [RAY, "start", "--block", "--disable-usage-stats", "--num-cpus", str(cpus), *args]
     return subprocess.Popen(
         argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
@@ -67,8 +67,9 @@ def test_a_two_node_cluster_with_a_node_killed_mid_run_writes_the_same_bytes(tmp
     worker = None
     try:
         time.sleep(6)
-        worker = ray_node(f"--address={address}", env=env)
-        time.sleep(6)
+        # The run's driver joins while the head is the only node, so it is attached to the head's
+        # raylet (both nodes share this machine's address), as on a real cluster; then a second node
+        # joins, takes tasks, and is killed with whatever it was running.
         run = subprocess.Popen(
             [
                 sys.executable,
@@ -90,6 +91,12 @@ def test_a_two_node_cluster_with_a_node_killed_mid_run_writes_the_same_bytes(tmp
         while not first.exists() and run.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)
         assert first.exists(), run.stdout.read() if run.poll() is not None else "no shard in 240 s"
+        worker = ray_node(f"--address={address}", env=env, cpus=2)
+        shards = lambda: len(list((cfg.pipeline.output_dir / "data").glob("cohort-*.parquet")))  # noqa: E731
+        joined = shards()
+        while shards() < joined + 20 and run.poll() is None:  # the second node is taking tasks by now
+            time.sleep(0.1)
+        assert run.poll() is None, "the run ended before the second node was killed: give it more work"
         os.killpg(worker.pid, signal.SIGKILL)  # the second node, with whatever tasks it was running
         worker.wait()
         output, _ = run.communicate(timeout=600)

@@ -31,8 +31,9 @@ from test_pipeline import (
 )
 
 from weightzoo.cli import main
+from weightzoo.cohorts import check_files, check_manifest
 from weightzoo.errors import UserError
-from weightzoo.pipeline import _check_files, _check_manifest, run_data_gen
+from weightzoo.pipeline import run_data_gen
 from weightzoo.shards import RunIdentity
 
 
@@ -259,7 +260,7 @@ def finished_folder(tmp_path_factory):
 
 def identity_of(cfg) -> RunIdentity:
     from weightzoo import __version__
-    from weightzoo.pipeline import UNIT_PARTS
+    from weightzoo.cohorts import UNIT_PARTS
 
     info = json.loads((cfg.pipeline.output_dir / "dataset_info.json").read_text())
     return RunIdentity(__version__, cfg.recipe_hash, info["signature_hash"], COHORT, COHORT, UNIT_PARTS)
@@ -283,8 +284,8 @@ def test_damaged_output_files_are_found_or_harmless(finished_folder, tmp_path_fa
         victim.write_bytes(content[:at] + data.draw(st.binary(min_size=1, max_size=64)) + content[at + 64 :])
     identity = identity_of(cfg)
     try:
-        _check_manifest(out, identity, lambda _: None)
-        _check_files(out, identity, lambda _: None)
+        check_manifest(out, identity, lambda _: None)
+        check_files(out, identity, lambda _: None)
     except UserError as e:
         assert str(victim.relative_to(out).parts[-1]) in str(e) or "dataset" in str(e), str(e)
 

@@ -343,7 +343,7 @@ def test_a_damaged_staged_part_is_trained_again(tmp_path):
     script = (
         "import sys; from pathlib import Path; from weightzoo.config import load_config; "
         "import weightzoo.pipeline as p; "
-        "p._write_cohort = lambda *a: sys.exit(3); "  # stop with the first cohort's parts staged, unwritten
+        "p.write_cohort = lambda *a: sys.exit(3); "  # stop with the first cohort's parts staged, unwritten
         f"p.run_data_gen(load_config(Path(sys.argv[1])), workers=1, log=lambda _: None, cohort_size={COHORT})"
     )
     env = {**os.environ, "PYTHONPATH": SRC}

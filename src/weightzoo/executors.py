@@ -115,10 +115,14 @@ class RayCluster:
             except (ConnectionError, RuntimeError, ValueError) as e:
                 where = self.address or "a local Ray"
                 raise UserError(f"pipeline.ray_address: cannot connect to {where}: {str(e)[:200]}") from None
-        cpus = float(ray.cluster_resources().get("CPU", 1))
-        self.slots = max(1, int(cpus // max(self.cpus_per_task, 1e-9)))
         self.refs: list = []
         return self
+
+    @property
+    def slots(self) -> int:
+        """Tasks the cluster can run at once now (nodes may join or leave during a run)."""
+        cpus = float(self.ray.cluster_resources().get("CPU", 1))
+        return max(1, int(cpus // max(self.cpus_per_task, 1e-9)))
 
     def __exit__(self, *exc):
         if self.started:

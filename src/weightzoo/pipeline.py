@@ -1,26 +1,18 @@
 """run-data-gen: config → a dataset of accepted examples on disk, in Parquet shards, resumable.
 
-The run reads as its stages: check the config, the signature file and the output folder → build the
-pattern pools → for each work unit of example indices: plan and train (`training.py`) → validate →
-extract signatures → format rows → stage the unit's rows → when a cohort's units are done, write the
-cohort's shards (and upload them, with `hub.dataset_name`) → at the end, the dataset card (README.md)
-and `dataset_info.json`. Progress goes to the terminal and, with `metrics.tensorboard.enabled`,
-per-cohort figures to TensorBoard under `metrics.dir`.
+The run: read the inputs once (the signature file, pinned in the output folder) and claim the folder
+(`store.py`) → check every file already there (`cohorts.check_files`) → hand parts of work units to an
+executor (`executors.py`: this process, local workers or Ray), each part going through every stage of
+an example (`stages.run_stages`) → stage each part's rows, write each cohort's shards when its parts
+are in (`cohorts.py`), upload them with `hub.dataset_name` → at the end, cut the last cohort to the
+Nth accepted example, check every shard, and write the card and `dataset_info.json` (complete).
 
-Examples are grouped in fixed cohorts of `pipeline.checkpoint_interval` indices (cohort k holds indices
-k·size …), each cohort in fixed work units of at most `UNIT_SIZE` indices (split evenly), and each
-unit in `UNIT_PARTS` parts of whole stacks (`unit_parts`). Which examples exist and every byte of them
-depend only on the config and the seed, never on the number of workers, on timing, or on the units and
-parts (an example trains to the same bits beside any others: `cohort.Padding`). Workers
-train parts, in index order; a finished part is staged under `.units/`. A cohort whose parts are all
-staged is written as two files, each atomically (a temporary file, then a rename):
-`rejected/cohort-K.parquet`, then `data/cohort-K.parquet`, rows in index order; its staged parts are
-then removed. A cohort whose data file exists is done, and so is a staged part: a restarted run skips
-both. `output_dataset_length` counts accepted examples: the dataset is the first N accepted in index
-order, so the run stops after the piece of a unit holding the Nth, the last cohort is cut to the
-examples up to it when the run finishes, and `dataset_info.json` records it complete. A unit in which
-the run will likely end is cut in two pieces (`_piece_end`): the rest is trained only if the first
-falls short. Staged parts are named by their pieces' index ranges, and a resumed run adopts them.
+Scheduling lives here: which parts run, in index order, two per worker in flight; where a unit is
+cut when the run will likely end inside it (`_piece_end`: the rest is trained only if the first piece
+falls short); stopping after the piece holding the Nth accepted example. Which examples exist and
+every byte of them depend only on the config and the seed, never on the number of workers, the
+executor, timing, or how units are cut into pieces and parts (an example trains to the same bits
+beside any others: `engine.Padding`).
 
 Why units and parts: a cohort of 1,000 examples takes one worker about half a minute, and a run needs
 whole cohorts; with units of 250 the two workers of a 2-core machine share the cohorts a run needs,
@@ -32,11 +24,8 @@ let both workers share the last unit too.
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import os
-import re
-import shutil
 import sys
 import time
 from collections import deque
@@ -47,30 +36,37 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from weightzoo import __version__
 from weightzoo.card import write_card
+from weightzoo.cohorts import (
+    UNIT_PARTS,
+    UNIT_SIZE,
+    UNIT_SIZE_GPU,
+    CohortReport,
+    check_files,
+    check_manifest,
+    cohort_path,
+    done_report,
+    finish,
+    reason_counts,
+    stage_part,
+    staged,
+    staged_pieces,
+    unit_bounds,
+    write_cohort,
+)
 from weightzoo.config import Config
 from weightzoo.errors import UserError, shorten
 from weightzoo.files import write_json_atomic
 from weightzoo.monitoring import CURVE_SAMPLE, Monitor, Progress, merge_summaries
 from weightzoo.probe_sets import ProbeSet, parse_probe_file, read_probe_bytes, read_probe_file
 from weightzoo.shards import (
-    DamagedFile,
     RunIdentity,
-    check_shard,
-    check_staged,
-    index_blocks,
-    read_staged,
-    rewrite_prefix,
-    write_shard,
-    write_staged,
 )
 from weightzoo.store import (
     INFO,
     PINNED_SIGNATURE,
-    UNITS,
     claim,
     pin_signature_file,
     single_writer,
@@ -99,98 +95,6 @@ def _stopped_on_error(pool) -> Iterator[None]:
         raise
 
 
-def cohort_path(out: Path, kind: str, cohort: int) -> Path:
-    return out / kind / f"cohort-{cohort:05d}.parquet"
-
-
-def _check_manifest(out: Path, identity: RunIdentity, log: Callable[[str], None]) -> None:
-    """`dataset_info.json`, when there is one, is of this run's identity. A damaged one is rebuilt (the
-    shards vouch for themselves; it holds nothing they and the config do not)."""
-    info_path = out / INFO
-    if not info_path.exists():
-        return
-    try:
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-        if not isinstance(info, dict):
-            raise ValueError("not a JSON object")
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        log(f"{info_path} is damaged ({str(e)[:80]}): rebuilt from the config and the shards")
-        return
-    differ = identity.differences(info)
-    if differ:
-        raise UserError(
-            f"{out} holds a dataset made with another config, signature file, cohort layout or "
-            f"weightzoo version ({'; '.join(differ)}); use another pipeline.output_dir or remove that folder"
-        )
-
-
-def _mark_incomplete(out: Path) -> None:
-    """A manifest that says complete of a folder with a damaged shard is made to say otherwise."""
-    try:
-        info = json.loads((out / INFO).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return
-    if isinstance(info, dict) and info.get("complete"):
-        write_json_atomic(out / INFO, {**info, "complete": False})
-
-
-_SHARD_NAME = re.compile(r"cohort-(\d{5,})\.parquet")
-_STAGED_NAME = re.compile(r"cohort-(\d{5,})-from-(\d{9,})-to-(\d{9,})-part-(\d+)\.arrow")
-
-
-def _check_files(
-    out: Path,
-    identity: RunIdentity,
-    log: Callable[[str], None],
-    repair: bool = False,
-    below: int | None = None,
-) -> None:
-    """Check every shard and staged part in the folder against this run's identity and its checksum.
-
-    A file of another run is refused (nothing is removed). A damaged staged part is removed (it is
-    trained again). A damaged shard is an error naming it; with `repair`, its cohort's two shards are
-    removed, so the run regenerates exactly them (every example is a pure function of its index).
-    `below`: check only the cohorts before it."""
-    damaged: dict[int, DamagedFile] = {}
-    for kind in ("rejected", "data"):
-        for path in sorted((out / kind).glob("cohort-*.parquet")):
-            match = _SHARD_NAME.fullmatch(path.name)
-            if match is None or (below is not None and int(match[1]) >= below):
-                continue
-            cohort = int(match[1])
-            try:
-                check_shard(path, identity, {"kind": kind, "cohort": cohort})
-            except DamagedFile as e:
-                damaged.setdefault(cohort, e)
-    staged_damaged = []
-    for kind in ("rejected", "data"):
-        for path in sorted((out / UNITS / kind).glob("*.arrow")):
-            match = _STAGED_NAME.fullmatch(path.name)
-            if match is None:
-                continue
-            cohort, start, end, part = map(int, match.groups())
-            about = {"kind": kind, "cohort": cohort, "piece": [start, end], "part": part}
-            try:
-                check_staged(path, identity, about)
-            except DamagedFile as e:
-                staged_damaged.append(e)
-    for e in staged_damaged:
-        log(f"{e}: removed; its part is trained again")
-        e.path.unlink(missing_ok=True)
-    if damaged and not repair:
-        _mark_incomplete(out)
-        first = damaged[min(damaged)]
-        more = f" (and {len(damaged) - 1} more cohorts)" if len(damaged) > 1 else ""
-        raise UserError(
-            f"{first}{more}; run the same command with --repair to regenerate exactly the damaged "
-            "cohorts (byte-identical: every example is a pure function of its index)"
-        )
-    for cohort, e in sorted(damaged.items()):
-        log(f"{e}: cohort {cohort} is regenerated")
-        for kind in ("data", "rejected"):
-            cohort_path(out, kind, cohort).unlink(missing_ok=True)
-
-
 def _info(cfg: Config, identity: RunIdentity, complete: bool, summary: RunSummary | None = None) -> dict:
     info = {
         **asdict(identity),
@@ -207,32 +111,6 @@ def _info(cfg: Config, identity: RunIdentity, complete: bool, summary: RunSummar
             rejected_reasons=summary.rejected_reasons,
         )
     return info
-
-
-@dataclass
-class CohortReport:
-    """What a work unit reports (or a cohort already on disk): counts, seconds per stage, and a summary
-    for monitoring."""
-
-    accepted: int
-    attempted: int
-    seconds: dict[str, float]
-    monitor: dict | None = None
-    peak_mib: float = 0.0  # the peak resident memory of the process that trained it
-
-
-UNIT_SIZE = 256  # the most examples trained together (a unit's stacks hold only its own examples)
-# On a GPU a stack should hold thousands of models: one unit per cohort, up to this many examples
-# (unmeasured on a card so far: benchmarks/gpu_check.sh measures it where one is lent).
-UNIT_SIZE_GPU = 4096
-UNIT_PARTS = 2  # each unit is trained as this many parts, whole stacks each, by any free worker
-
-
-def unit_bounds(cohort: int, cohort_size: int, unit_size: int = UNIT_SIZE) -> list[range]:
-    """The work units of a cohort: consecutive index ranges of at most `unit_size`, split evenly."""
-    n = -(-cohort_size // unit_size)
-    edges = [cohort * cohort_size + cohort_size * u // n for u in range(n + 1)]
-    return [range(a, b) for a, b in zip(edges[:-1], edges[1:], strict=True)]
 
 
 def unit_parts(cfg: Config, indices: range, parts: int = UNIT_PARTS) -> list[list[int]]:
@@ -263,23 +141,6 @@ def unit_parts(cfg: Config, indices: range, parts: int = UNIT_PARTS) -> list[lis
         loads[part] += work(stacks[key])
         groups[part] += [index for index, _ in stacks[key]]
     return [sorted(group) for group in groups]
-
-
-def unit_path(out: Path, kind: str, cohort: int, piece: tuple[int, int], part: int) -> Path:
-    """A staged part of a piece of a unit: the indices start … end-1, named by them, so that a resumed
-    run finds what an earlier one trained whichever way it cut its units (`_piece_end`)."""
-    start, end = piece
-    return out / UNITS / kind / f"cohort-{cohort:05d}-from-{start:09d}-to-{end:09d}-part-{part}.arrow"
-
-
-def _staged_pieces(out: Path, cohort: int) -> dict[int, int]:
-    """The pieces of a cohort an earlier run staged parts of: start -> end (the shortest, if several)."""
-    ends: dict[int, int] = {}
-    for path in (out / UNITS / "data").glob(f"cohort-{cohort:05d}-from-*-part-*.arrow"):
-        fields = path.stem.split("-")  # cohort, C, from, START, to, END, part, P
-        start, end = int(fields[3]), int(fields[5])
-        ends[start] = min(end, ends.get(start, end))
-    return ends
 
 
 SPLIT_AFTER = 200  # examples counted before the run predicts where it will end
@@ -361,15 +222,6 @@ def run_unit(
     return PartOutput(data, rejected, report)
 
 
-def _stage_part(out: Path, identity: RunIdentity, cohort: int, piece, part: int, output: PartOutput) -> None:
-    """A part's rows, staged under `.units/` (rejected first): a resumed run adopts them."""
-    clock = time.perf_counter()
-    for kind, table in (("rejected", output.rejected), ("data", output.data)):
-        about = {"kind": kind, "cohort": cohort, "piece": list(piece), "part": part}
-        write_staged(unit_path(out, kind, cohort, piece, part), table, identity, about)
-    output.report.seconds["write"] = time.perf_counter() - clock
-
-
 def _peak_mib() -> float:
     """This process's peak resident memory, or 0 where the platform cannot say."""
     try:
@@ -378,60 +230,6 @@ def _peak_mib() -> float:
         return 0.0
     unit = 1024 * 1024 if sys.platform == "darwin" else 1024  # macOS reports bytes, Linux KiB
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / unit
-
-
-def _staged(out: Path, cohort: int, piece: tuple[int, int], part: int) -> CohortReport | None:
-    """The report of a part staged by an earlier run, or None."""
-    data, rejected = (unit_path(out, kind, cohort, piece, part) for kind in ("data", "rejected"))
-    if not (data.exists() and rejected.exists()):
-        return None
-    kept = _staged_rows(data)
-    return CohortReport(kept, kept + _staged_rows(rejected), {})
-
-
-def _staged_rows(path: Path) -> int:
-    """A staged part's row count, from its record batches' headers: the rows themselves are not read
-    (the run checked every staged part when it started)."""
-    with pa.memory_map(str(path)) as source:
-        reader = pa.ipc.open_file(source)
-        return sum(reader.get_batch(i).num_rows for i in range(reader.num_record_batches))
-
-
-def _write_cohort(out: Path, cohort: int, pieces: list[tuple[int, int]], identity: RunIdentity) -> None:
-    """A cohort's shards from the staged parts of its `pieces`, rows in index order (rejected first),
-    one row group per block of indices (`shards.index_blocks`; a unit's rows in memory at a time); then every
-    staged part of the cohort goes (with any an earlier run cut otherwise)."""
-    from weightzoo.rows import REJECTED_SCHEMA, SCHEMA
-
-    units = unit_bounds(cohort, identity.cohort_size, identity.unit_size)
-    for kind, schema in (("rejected", REJECTED_SCHEMA), ("data", SCHEMA)):
-
-        def by_unit(kind=kind):
-            for unit in units:
-                tables = [
-                    read_staged(unit_path(out, kind, cohort, piece, p))
-                    for piece in pieces
-                    if piece[0] in unit
-                    for p in range(UNIT_PARTS)
-                ]
-                if tables:
-                    yield pa.concat_tables(tables).sort_by("example_id")
-
-        about = {"kind": kind, "cohort": cohort}
-        blocks = index_blocks(by_unit(), cohort * identity.cohort_size)
-        write_shard(cohort_path(out, kind, cohort), schema, blocks, identity, about)
-    for kind in ("rejected", "data"):
-        for path in (out / UNITS / kind).glob(f"cohort-{cohort:05d}-*.arrow"):
-            path.unlink()
-
-
-def _done(out: Path, cohort: int) -> CohortReport | None:
-    """The report of a cohort already on disk (written by an earlier run), or None."""
-    data, rejected = cohort_path(out, "data", cohort), cohort_path(out, "rejected", cohort)
-    if not (data.exists() and rejected.exists()):
-        return None
-    kept = pq.read_metadata(data).num_rows
-    return CohortReport(kept, kept + pq.read_metadata(rejected).num_rows, {})
 
 
 def run_data_gen(
@@ -465,8 +263,8 @@ def run_data_gen(
     with single_writer(out):
         for stale in stale_temporaries(out):  # left by a killed run (no other run writes: we hold the lock)
             stale.unlink()
-        _check_manifest(out, identity, log)
-        _check_files(out, identity, log, repair=repair)
+        check_manifest(out, identity, log)
+        check_files(out, identity, log, repair=repair)
         pinned = pin_signature_file(out, cfg.signature.dataset_path, raw)
         probe = read_probe_file(pinned, cfg.space, probe.enabled)  # what every unit uses
         write_json_atomic(out / INFO, _info(cfg, identity, complete=False))
@@ -526,7 +324,7 @@ def _run(
             cfg, out, probe, identity, workers, threads, progress, monitor, start, uploader
         )
     last = cohort - 1
-    last_kept = _finish(out, last, accepted - target, identity)
+    last_kept = finish(out, last, accepted - target, identity)
     # Attempted: every example up to the last one kept (those after it in its cohort are not part of it).
     attempted = last_kept + 1 if last_kept is not None else attempted
     if cfg.metrics.checkpoint.save_every_epoch:
@@ -538,11 +336,11 @@ def _run(
         attempted,
         last + 1,
         time.perf_counter() - start,
-        _reason_counts(out, last, attempted),
+        reason_counts(out, last, attempted),
         stage_seconds,
         peak_mib,
     )
-    _check_files(out, identity, log)  # the manifest says complete only of shards that check out
+    check_files(out, identity, log)  # the manifest says complete only of shards that check out
     write_json_atomic(out / INFO, _info(cfg, identity, complete=True, summary=summary))
     write_card(out)
     if uploader is not None:
@@ -600,6 +398,11 @@ def _failure_named(cohort: int) -> Iterator[None]:
             "what is written is kept: fix that and run again to resume"
         ) from None
     except Exception as e:
+        if type(e).__module__.startswith("ray."):  # the cluster, not the config: a rerun can succeed
+            raise UserError(
+                f"cohort {cohort} failed on the Ray cluster ({type(e).__name__}: {shorten(e, 200)}); "
+                "what is written is kept: run again to resume"
+            ) from None
         raise UserError(
             f"cohort {cohort} failed inside weightzoo ({type(e).__name__}: {shorten(e, 200)}): not a "
             "config or file mistake that a rerun would fix; what is written is kept"
@@ -627,17 +430,17 @@ def _tasks_in_order(
     """The parts to train, in index order. None: the next ones wait until `tally` has counted further
     (the rest of a unit cut by `_piece_end`, trained only if the run still needs it)."""
     for cohort in itertools.count():
-        done = _done(out, cohort)
+        done = done_report(out, cohort)
         if done is not None:
             yield _Task(cohort, None, 0, [], [], True, True, done)
             continue
         bounds = unit_bounds(cohort, cohort_size, unit_size)
         watched = list(bounds[0][:CURVE_SAMPLE])  # a cohort's first examples: curves and checkpoints
-        staged = _staged_pieces(out, cohort)
+        staged_ends = staged_pieces(out, cohort)
         for unit in bounds:
             start = unit.start
             while start < unit.stop:
-                end = staged.get(start) or (
+                end = staged_ends.get(start) or (
                     _piece_end(start, unit.stop, tally, target) if start == unit.start else unit.stop
                 )
                 piece = (start, min(end, unit.stop))
@@ -650,7 +453,7 @@ def _tasks_in_order(
                         [i for i in watched if i in members],
                         part == UNIT_PARTS - 1,
                         piece[1] == bounds[-1].stop and part == UNIT_PARTS - 1,
-                        _staged(out, cohort, piece, part),
+                        staged(out, cohort, piece, part),
                     )
                 start = piece[1]
                 if start < unit.stop:
@@ -691,8 +494,9 @@ def _generate(
     pieces: list[tuple[int, int]] = []  # the current cohort's pieces counted so far
     enough = False  # counted at the end of a piece only: its parts interleave its indices
     with executor as pool, _stopped_on_error(pool):
-        in_flight = 2 * pool.slots if pool.slots > 1 else 1
         while not enough:
+            slots = pool.slots  # a cluster's may change as nodes join or leave
+            in_flight = 2 * slots if slots > 1 else 1
             # Keep two parts per worker submitted, the next ones in index order: a worker that
             # finishes early starts the next part at once rather than wait for the oldest to be counted.
             while sum(item.report is None for item in ahead) < in_flight:
@@ -717,8 +521,10 @@ def _generate(
             if report is None:
                 with _failure_named(item.cohort):
                     output = running.pop((item.cohort, item.piece, item.part)).result()
-                _stage_part(out, identity, item.cohort, item.piece, item.part, output)
                 report = output.report
+                report.seconds["write"] = stage_part(
+                    out, identity, item.cohort, item.piece, item.part, output.data, output.rejected
+                )
             accepted += report.accepted
             attempted += report.attempted
             for stage, spent in report.seconds.items():
@@ -738,7 +544,7 @@ def _generate(
             if not (item.last or enough):
                 continue
             if item.piece is not None:
-                _write_cohort(out, item.cohort, pieces, identity)
+                write_cohort(out, item.cohort, pieces, identity)
             pieces = []
             if summaries:
                 monitor.cohort(item.cohort, merge_summaries(summaries))
@@ -756,38 +562,3 @@ def _generate(
             # Units started beyond the last one needed are not wanted: stop them now rather than wait.
             pool.stop()
     return accepted, attempted, cohort, stage_seconds, peak_mib
-
-
-def _finish(out: Path, last: int, surplus: int, identity: RunIdentity) -> int | None:
-    """Cut the last cohort to the examples up to its last one needed (accepted rows beyond it go, and so
-    do rejected rows past it), and remove what was computed beyond: later cohorts, staged units.
-    Returns the index of the last example kept (None if the last cohort kept none)."""
-    for kind in ("data", "rejected"):
-        for path in (out / kind).glob("cohort-*.parquet"):
-            if int(path.stem.split("-")[1]) > last:
-                path.unlink()
-    shutil.rmtree(out / UNITS, ignore_errors=True)
-    data_path, rejected_path = cohort_path(out, "data", last), cohort_path(out, "rejected", last)
-    ids = pq.read_table(data_path, columns=["example_id"]).column(0).to_pylist()
-    if surplus > 0:
-        ids = ids[: len(ids) - surplus]
-        rewrite_prefix(data_path, len(ids), identity, {"kind": "data", "cohort": last})
-    if not ids:
-        return None
-    last_kept = ids[-1]  # ids ascend
-    rejected = pq.read_table(rejected_path, columns=["example_id"]).column(0).to_pylist()
-    keep = sum(i <= last_kept for i in rejected)  # ids ascend: a prefix
-    if keep < len(rejected):
-        rewrite_prefix(rejected_path, keep, identity, {"kind": "rejected", "cohort": last})
-    return last_kept
-
-
-def _reason_counts(out: Path, last: int, below: int) -> dict[str, int]:
-    """Rejection reasons of the examples with index < `below` (those the dataset's run covers)."""
-    counts: dict[str, int] = {}
-    for cohort in range(last + 1):
-        table = pq.read_table(cohort_path(out, "rejected", cohort), columns=["example_id", "reason"])
-        for index, reason in zip(*(column.to_pylist() for column in table.columns), strict=True):
-            if index < below:
-                counts[reason] = counts.get(reason, 0) + 1
-    return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
