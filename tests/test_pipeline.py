@@ -20,7 +20,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from weightzoo import scheduling
 from weightzoo.cli import main
+from weightzoo.cohorts import cohort_path, unit_bounds
 from weightzoo.config import parse_config
 from weightzoo.engine import stack_key
 from weightzoo.errors import UserError
@@ -28,19 +30,10 @@ from weightzoo.examples import example_spec
 from weightzoo.files import write_json_atomic
 from weightzoo.formatting import parse_weights
 from weightzoo.model import ModelSpec, build_model
-from weightzoo.pipeline import (
-    SPLIT_AFTER,
-    SPLIT_LEAST_REST,
-    _piece_end,
-    _Tally,
-    cohort_path,
-    run_data_gen,
-    run_unit,
-    unit_bounds,
-    unit_parts,
-)
+from weightzoo.pipeline import run_data_gen, run_unit
 from weightzoo.probe_sets import make_signature_set
 from weightzoo.rows import SCHEMA
+from weightzoo.scheduling import SPLIT_AFTER, SPLIT_LEAST_REST, Tally, piece_end, unit_parts
 
 SEED_CONFIG = Path(__file__).resolve().parents[1] / "configs/seed_example.yaml"
 COHORT = 8
@@ -592,11 +585,9 @@ def test_any_unit_size_writes_the_same_bytes(in_units, one_worker, tmp_path):
 @pytest.fixture
 def eager_cuts(monkeypatch):
     """Cut units on little history, with no slack: the tiny runs here then cut their last unit."""
-    import weightzoo.pipeline as pipeline
-
-    monkeypatch.setattr(pipeline, "SPLIT_AFTER", COHORT)
-    monkeypatch.setattr(pipeline, "SPLIT_SLACK", 0)
-    monkeypatch.setattr(pipeline, "SPLIT_LEAST_REST", 1)
+    monkeypatch.setattr(scheduling, "SPLIT_AFTER", COHORT)
+    monkeypatch.setattr(scheduling, "SPLIT_SLACK", 0)
+    monkeypatch.setattr(scheduling, "SPLIT_LEAST_REST", 1)
 
 
 def test_the_last_unit_is_trained_prefix_first_and_changes_no_byte(
@@ -627,7 +618,6 @@ def test_two_workers_cutting_units_as_their_timing_allows_write_the_same_bytes(
 
 def test_a_run_killed_in_a_cut_unit_resumes_with_its_cut(one_worker, tmp_path, monkeypatch, eager_cuts):
     """A resumed run takes the pieces an earlier run staged, even where it would cut otherwise."""
-    import weightzoo.pipeline as pipeline
 
     cfg, _ = one_worker
     twin = tiny_config(tmp_path)
@@ -639,7 +629,7 @@ def test_a_run_killed_in_a_cut_unit_resumes_with_its_cut(one_worker, tmp_path, m
     assert len(staged) == 1 and staged[0].startswith("cohort-00002-from-000000016-to-")
     cut = (16, int(staged[0].split("-to-")[1].split("-")[0]))
     assert cut[1] - cut[0] < COHORT  # a cut unit
-    monkeypatch.setattr(pipeline, "SPLIT_AFTER", 10**9)  # left to itself, this run would not cut
+    monkeypatch.setattr(scheduling, "SPLIT_AFTER", 10**9)  # left to itself, this run would not cut
     calls = recording_units(monkeypatch)
     run_data_gen(twin, workers=1, log=lambda _: None, cohort_size=COHORT)
     assert calls == [(2, cut, 1)]  # the staged part kept, the cut adopted, nothing else trained
@@ -659,8 +649,8 @@ def test_a_unit_is_cut_only_to_a_prefix_that_likely_holds_what_the_run_needs(
     start, size, accepted, attempted, in_flight, target
 ):
     accepted = min(accepted, attempted)
-    tally = _Tally(accepted, attempted, max(0, start - in_flight))
-    end = _piece_end(start, start + size, tally, target)
+    tally = Tally(accepted, attempted, max(0, start - in_flight))
+    end = piece_end(start, start + size, tally, target)
     assert start < end <= start + size
     if end < start + size:  # cut: enough history, a run still short of its target, room left after
         rate = accepted / attempted

@@ -27,9 +27,10 @@ from test_pipeline import (
 )
 
 from weightzoo.cli import main
+from weightzoo.cohorts import cohort_path
 from weightzoo.errors import UserError
 from weightzoo.files import write_json_atomic
-from weightzoo.pipeline import cohort_path, run_data_gen
+from weightzoo.pipeline import run_data_gen
 from weightzoo.probe_sets import make_signature_set
 from weightzoo.store import LOCK, MARKER, PINNED_SIGNATURE
 
