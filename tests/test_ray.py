@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from test_pipeline import COHORT, MANY_COHORTS, shard_bytes, tiny_config
 
+from weightzoo.cli import main
 from weightzoo.pipeline import run_data_gen
 
 ray = pytest.importorskip("ray")
@@ -110,3 +111,20 @@ def test_a_two_node_cluster_with_a_node_killed_mid_run_writes_the_same_bytes(tmp
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert shard_bytes(cfg.pipeline.output_dir) == shard_bytes(local.pipeline.output_dir)
     assert not list(cfg.pipeline.output_dir.glob("**/.*.tmp"))
+
+
+def test_a_cluster_address_nothing_answers_at_is_one_clear_line_at_once(tmp_path, capsys):
+    tiny_config(tmp_path)
+    started = time.monotonic()
+    code = main(
+        [
+            "run-data-gen",
+            "--config-path",
+            str(tmp_path / "config.yaml"),
+            "--ray-address",
+            f"127.0.0.1:{free_port()}",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "no Ray cluster answers at 127.0.0.1:" in err and "Traceback" not in err
+    assert time.monotonic() - started < 30

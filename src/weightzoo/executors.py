@@ -107,6 +107,8 @@ class RayCluster:
         os.environ.setdefault("RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO", "0")
         self.started = not ray.is_initialized()
         if self.started:
+            if self.address and self.address != "auto":
+                _reachable(self.address)
             try:
                 if self.address:
                     ray.init(address=self.address, log_to_driver=False)
@@ -153,6 +155,23 @@ class RayCluster:
                 self.ray.cancel(ref, force=True)
             except Exception:  # finished already, or its node is gone: nothing to stop
                 pass
+
+
+def _reachable(address: str, seconds: float = 5.0) -> None:
+    """A cluster address that nothing answers at is one clear line now, not minutes of Ray retrying."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=seconds):
+            return
+    except ValueError:
+        raise UserError(f"pipeline.ray_address: {address!r} is not host:port (or 'auto')") from None
+    except OSError as e:
+        raise UserError(
+            f"pipeline.ray_address: no Ray cluster answers at {address} ({e.strerror or e}); "
+            "start one with `ray start --head`, or check the address"
+        ) from None
 
 
 def executor_for(cfg, workers: int):
