@@ -18,9 +18,8 @@ import pyarrow.parquet as pq
 from weightzoo.errors import UserError
 from weightzoo.files import sha256_file, write_text_atomic
 from weightzoo.formatting import count_tokens
+from weightzoo.store import CARD, INFO, PINNED_SIGNATURE
 
-INFO = "dataset_info.json"
-CARD = "README.md"
 TEXT_COLUMNS = ("modification_text", "classification_text")
 TAGS = ("interpretability", "mechanistic-interpretability", "neural-network-weights", "synthetic")
 
@@ -273,7 +272,7 @@ def dataset_card(out: Path, license: str = "other") -> str:
     enabled = ((config.get("dataset") or {}).get("patterns") or {}).get("enabled_patterns") or []
     order = [p for p in enabled if p in per_pattern] + sorted(p for p in per_pattern if p not in enabled)
 
-    pinned = out / str(info.get("signature_copy") or "inputs/signature_dataset.json")
+    pinned = out / str(info.get("signature_copy") or PINNED_SIGNATURE)
     sig_file_hash = _file_sha256(pinned) if pinned.is_file() else None
 
     status = "complete" if info.get("complete") else "incomplete (run in progress or stopped)"

@@ -23,9 +23,10 @@ from typing import Any
 
 from weightzoo.errors import UserError
 from weightzoo.files import sha256_file, write_json_atomic
+from weightzoo.store import CARD, INFO, PINNED_SIGNATURE
 
 RECORD = ".hub_uploaded.json"
-FINAL_FILES = ("inputs/signature_dataset.json", "README.md", "dataset_info.json")  # the probe set too
+FINAL_FILES = (PINNED_SIGNATURE.as_posix(), CARD, INFO)  # the probe set, the card, the manifest
 # Anything that looks like a Hugging Face access token is scrubbed too, not only the one we hold.
 _TOKEN_LIKE = re.compile(r"hf_[A-Za-z0-9]{16,}")
 
