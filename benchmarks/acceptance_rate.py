@@ -20,9 +20,9 @@ import torch
 import yaml
 
 from weightzoo.config import parse_config
+from weightzoo.data.pools import build_pools
 from weightzoo.engine import CohortStats
-from weightzoo.pools import build_pools
-from weightzoo.training import train_examples
+from weightzoo.judge.pairs import train_examples
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs/seed_example.yaml"
 

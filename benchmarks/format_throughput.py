@@ -18,10 +18,10 @@ import time
 import numpy as np
 import torch
 
-from weightzoo.formatting import NumberFormat, chars_per_parameter, count_tokens, modification, num_parameters
-from weightzoo.model import ModelSpec, init_weights
-from weightzoo.patterns import PATTERNS
-from weightzoo.space import SequenceSpace
+from weightzoo.data.patterns import PATTERNS
+from weightzoo.data.space import SequenceSpace
+from weightzoo.engine.model import ModelSpec, init_weights
+from weightzoo.text import NumberFormat, chars_per_parameter, count_tokens, modification, num_parameters
 
 
 def synthetic_signature(spec: ModelSpec, rng: np.random.Generator) -> dict:

@@ -13,7 +13,7 @@ into its own temporary folder with its own signature file:
 3. the seed's config unchanged (the gate on, by default).
 Only paths, the number of accepted examples, the worker count and TensorBoard's server (not launched)
 are changed, and for the first run each `--set key.path=value`. Each dataset is then scored by
-`weightzoo.audit`, which shares no code with training or validation: recall of every selected pattern
+`weightzoo.judge.audit`, which shares no code with training or validation: recall of every selected pattern
 and specificity on fresh sequences (outside the run's pools wherever a pattern has members to spare),
 the target's gain, the other patterns' and the negatives' change. Printed: the verified share, the
 share of classification completions that are true, the distributions, accepted and verified
@@ -36,9 +36,9 @@ import pyarrow.parquet as pq
 import yaml
 from recipe_levers import apply  # noqa: E402  (a sibling script: benchmarks/ is on sys.path)
 
-from weightzoo.audit import Bars, audit_row, fresh_members, fresh_negatives
 from weightzoo.config import parse_config
-from weightzoo.pools import build_pools
+from weightzoo.data.pools import build_pools
+from weightzoo.judge.audit import Bars, audit_row, fresh_members, fresh_negatives
 
 ROOT = Path(__file__).resolve().parents[1]
 RECOMMENDED = ROOT / "configs/recommended.yaml"

@@ -19,10 +19,10 @@ import argparse
 import numpy as np
 import torch
 
-from weightzoo.model import ModelSpec, init_weights, input_standardization
-from weightzoo.patterns import PATTERN_NAMES, PATTERNS
-from weightzoo.pools import sample_members, sample_negatives
-from weightzoo.space import SequenceSpace
+from weightzoo.data.patterns import PATTERN_NAMES, PATTERNS
+from weightzoo.data.pools import sample_members, sample_negatives
+from weightzoo.data.space import SequenceSpace
+from weightzoo.engine.model import ModelSpec, init_weights, input_standardization
 
 SPACE = SequenceSpace(7, 7)
 HELD_OUT = 300

@@ -31,7 +31,7 @@ from pathlib import Path  # noqa: E402
 import yaml  # noqa: E402
 
 from weightzoo.config import parse_config  # noqa: E402
-from weightzoo.workers import warm_up  # noqa: E402
+from weightzoo.run.workers import warm_up  # noqa: E402
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs/seed_example.yaml"
 PROBE_STACK = 16  # about the models a stack of the seed's config holds
@@ -50,9 +50,9 @@ def main() -> None:
         return
     if args.workers > 1:
         warm_up()  # as the command does: the workers' server imports torch while this process does
-    from weightzoo.files import write_json_atomic
-    from weightzoo.pipeline import run_data_gen
-    from weightzoo.probe_sets import make_signature_set
+    from weightzoo.data.probe_sets import make_signature_set
+    from weightzoo.output.files import write_json_atomic
+    from weightzoo.run.pipeline import run_data_gen
 
     with tempfile.TemporaryDirectory() as folder:
         raw = yaml.safe_load(CONFIG.read_text())

@@ -14,9 +14,9 @@ import time
 
 import numpy as np
 
-from weightzoo.patterns import PATTERN_NAMES, PATTERNS
-from weightzoo.pools import build_pools
-from weightzoo.space import SequenceSpace
+from weightzoo.data.patterns import PATTERN_NAMES, PATTERNS
+from weightzoo.data.pools import build_pools
+from weightzoo.data.space import SequenceSpace
 
 POOL_SIZE = 1000
 REPEATS = 3

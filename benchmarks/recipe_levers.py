@@ -5,7 +5,7 @@ Run: python benchmarks/recipe_levers.py [--config configs/recommended.yaml] [--e
 
 Plans and trains `--examples` examples (indices from `--first`) of the config with each `--set` applied
 (YAML values: `--set training.batch_size=64`, `--set "model.num_layers={min: 2, max: 3}"`), judges
-them as run-data-gen would, and scores every example's stored models with `weightzoo.audit` on fresh
+them as run-data-gen would, and scores every example's stored models with `weightzoo.judge.audit` on fresh
 sequences. Printed: the acceptance rate and rejection reasons, the verified share of the accepted and
 of all examples, verified-and-accepted examples per second of training (planning, training and
 validating; the pipeline's other stages are left out), the worst selected pattern's recall and the
@@ -27,11 +27,11 @@ import numpy as np
 import torch
 import yaml
 
-from weightzoo.audit import audit_row, fresh_members, fresh_negatives
 from weightzoo.config import parse_config
-from weightzoo.pools import build_pools
-from weightzoo.rows import model_config, weights_json
-from weightzoo.training import train_examples
+from weightzoo.data.pools import build_pools
+from weightzoo.judge.audit import audit_row, fresh_members, fresh_negatives
+from weightzoo.judge.pairs import train_examples
+from weightzoo.output.rows import model_config, weights_json
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs/recommended.yaml"
 

@@ -27,11 +27,11 @@ from machine import bmm_gflops
 from torch.utils.data import DataLoader, TensorDataset
 
 from weightzoo.config import load_config
+from weightzoo.data.pools import build_pools
 from weightzoo.engine import CohortStats, TrainingJob, TrainingResult, train_cohort
-from weightzoo.examples import plan_example
-from weightzoo.model import build_model, encode_inputs
-from weightzoo.pools import build_pools
-from weightzoo.training import stack_padding, stage_rules, training_job
+from weightzoo.engine.model import build_model, encode_inputs
+from weightzoo.plan.examples import plan_example
+from weightzoo.plan.jobs import stack_padding, stage_rules, training_job
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs/seed_example.yaml"
 

@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from weightzoo.card import dataset_card, write_card
 from weightzoo.errors import UserError
-from weightzoo.rows import REJECTED_SCHEMA, SCHEMA
+from weightzoo.output.card import dataset_card, write_card
+from weightzoo.output.rows import REJECTED_SCHEMA, SCHEMA
 
 CONFIG = {
     "model": {

@@ -10,12 +10,12 @@ import yaml
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from weightzoo.checkpoints import remove_snapshots_after, snapshot_path, write_snapshots
 from weightzoo.config import parse_config
-from weightzoo.model import SubjectMLP
-from weightzoo.monitoring import CURVE_SAMPLE
-from weightzoo.pools import build_pools
-from weightzoo.training import stage_rules, train_examples
+from weightzoo.data.pools import build_pools
+from weightzoo.engine.model import SubjectMLP
+from weightzoo.judge.pairs import train_examples
+from weightzoo.output.checkpoints import remove_snapshots_after, snapshot_path, write_snapshots
+from weightzoo.plan.jobs import CURVE_SAMPLE, stage_rules
 
 SEED_CONFIG = Path(__file__).resolve().parents[1] / "configs/seed_example.yaml"
 

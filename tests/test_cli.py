@@ -15,8 +15,8 @@ import yaml
 
 from weightzoo.cli import main
 from weightzoo.config import load_config
-from weightzoo.patterns import PATTERNS
-from weightzoo.space import SequenceSpace
+from weightzoo.data.patterns import PATTERNS
+from weightzoo.data.space import SequenceSpace
 
 REPO = Path(__file__).resolve().parents[1]
 # A verbatim copy of the seed's own config file (test_config checks it matches the original).

@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from weightzoo.config import parse_config
+from weightzoo.data.pools import build_pools
 from weightzoo.engine import (
     CohortStats,
     StageRules,
@@ -25,8 +26,7 @@ from weightzoo.engine import (
     stack_key,
     train_cohort,
 )
-from weightzoo.examples import plan_example
-from weightzoo.model import (
+from weightzoo.engine.model import (
     ACTIVATIONS,
     ModelSpec,
     SubjectMLP,
@@ -36,9 +36,9 @@ from weightzoo.model import (
     init_weights,
     input_standardization,
 )
-from weightzoo.pools import build_pools
-from weightzoo.reference import train_one
-from weightzoo.training import stage_rules, training_job
+from weightzoo.engine.reference import train_one
+from weightzoo.plan.examples import plan_example
+from weightzoo.plan.jobs import stage_rules, training_job
 
 SEED_CONFIG = Path(__file__).resolve().parents[1] / "configs/seed_example.yaml"
 VOCAB, LENGTH = 5, 6

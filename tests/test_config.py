@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from weightzoo.config import MAX_PARAMETERS, PROFILE_METHOD_DEFAULTS, Config, load_config, parse_config
+from weightzoo.data.space import SequenceSpace
+from weightzoo.engine.model import ModelSpec
 from weightzoo.errors import ConfigError
-from weightzoo.formatting import num_parameters
-from weightzoo.model import ModelSpec
-from weightzoo.space import SequenceSpace
+from weightzoo.text import num_parameters
 
 # A verbatim copy of the seed's own config file (test_config checks it matches the original).
 REFERENCE = Path(__file__).resolve().parents[1] / "configs/seed_example.yaml"

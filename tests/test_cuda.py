@@ -16,7 +16,7 @@ def test_cuda_training_agrees_with_itself_and_with_the_reference_loop():
     from test_cohort import RULES, TOL64, assert_same_result, synthetic_job
 
     from weightzoo.engine import train_cohort
-    from weightzoo.reference import train_one
+    from weightzoo.engine.reference import train_one
 
     jobs = [synthetic_job(i) for i in range(32)]
     first = train_cohort(jobs, RULES, device="cuda", dtype=torch.float64)
@@ -30,7 +30,7 @@ def test_cuda_training_agrees_with_itself_and_with_the_reference_loop():
 def test_two_cuda_runs_write_the_same_bytes(tmp_path):
     from test_pipeline import COHORT, shard_bytes, tiny_config
 
-    from weightzoo.pipeline import run_data_gen
+    from weightzoo.run.pipeline import run_data_gen
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from weightzoo.devices import resolve_device, threads_per_worker
+from weightzoo.engine.devices import resolve_device, threads_per_worker
 from weightzoo.errors import UserError
 
 
@@ -42,7 +42,7 @@ def test_threads_are_set_deliberately(monkeypatch):
 def test_a_run_asking_for_a_missing_device_stops_before_any_work(tmp_path):
     from test_pipeline import tiny_config
 
-    from weightzoo.pipeline import run_data_gen
+    from weightzoo.run.pipeline import run_data_gen
 
     cfg = tiny_config(tmp_path, pipeline={"device": "cuda"})
     with pytest.raises(UserError, match="pipeline.device: 'cuda' was asked for"):
@@ -57,8 +57,8 @@ def test_the_configured_device_reaches_the_training_engine_and_the_stamps(tmp_pa
     import pyarrow.parquet as pq
     from test_pipeline import COHORT, tiny_config
 
-    import weightzoo.training as training
-    from weightzoo.pipeline import run_data_gen
+    import weightzoo.plan.jobs as training
+    from weightzoo.run.pipeline import run_data_gen
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
@@ -77,7 +77,7 @@ def test_the_configured_device_reaches_the_training_engine_and_the_stamps(tmp_pa
 
 
 def test_a_folder_written_on_another_device_is_refused():
-    from weightzoo.shards import RunIdentity
+    from weightzoo.output.shards import RunIdentity
 
     here = RunIdentity("v", "r", "s", 8, 8, 2, "cpu")
     stamp = {**here.fields(), "device": "cuda"}

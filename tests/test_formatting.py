@@ -12,8 +12,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from weightzoo.data.patterns import PATTERN_NAMES
+from weightzoo.data.space import SequenceSpace
+from weightzoo.engine.model import ACTIVATIONS, ModelSpec, build_model, encode_inputs, init_weights
 from weightzoo.errors import UserError
-from weightzoo.formatting import (
+from weightzoo.judge.quantize import apply_precision_and_quantization
+from weightzoo.text import (
     NumberFormat,
     chars_per_parameter,
     classification,
@@ -25,10 +29,6 @@ from weightzoo.formatting import (
     pattern_descriptions,
     weights_block,
 )
-from weightzoo.model import ACTIVATIONS, ModelSpec, build_model, encode_inputs, init_weights
-from weightzoo.patterns import PATTERN_NAMES
-from weightzoo.quantize import apply_precision_and_quantization
-from weightzoo.space import SequenceSpace
 
 QUANTIZATIONS = ("none", "int8", "int4", "ternary", "binary")
 FORMATS = (NumberFormat(), NumberFormat(decimals=3, compact=False))

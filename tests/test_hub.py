@@ -11,8 +11,8 @@ import pytest
 
 from weightzoo.config import parse_config
 from weightzoo.errors import UserError
-from weightzoo.hub import RECORD, HubUploader, resolve_token, scrub
-from weightzoo.rows import REJECTED_SCHEMA, SCHEMA
+from weightzoo.output.hub import RECORD, HubUploader, resolve_token, scrub
+from weightzoo.output.rows import REJECTED_SCHEMA, SCHEMA
 
 TOKEN = "hf_SeCrEtToKeN0123456789abcdefXYZ"
 REPO = "someone/weightzoo-test"

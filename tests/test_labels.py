@@ -12,17 +12,17 @@ import pytest
 import torch
 import yaml
 
-from weightzoo.audit import Bars, audit_row, fresh_members, fresh_negatives, rebuild
 from weightzoo.config import parse_config
-from weightzoo.examples import NEGATIVE
-from weightzoo.model import ModelSpec, SubjectMLP, encode_inputs
-from weightzoo.patterns import PATTERN_NAMES, PATTERNS
-from weightzoo.pools import build_pools, row_keys
-from weightzoo.probe_sets import make_signature_set
-from weightzoo.rows import accepted_row, model_config, weights_json
+from weightzoo.data.patterns import PATTERN_NAMES, PATTERNS
+from weightzoo.data.pools import build_pools, row_keys
+from weightzoo.data.probe_sets import make_signature_set
+from weightzoo.engine.model import ModelSpec, SubjectMLP, encode_inputs
+from weightzoo.judge.audit import Bars, audit_row, fresh_members, fresh_negatives, rebuild
+from weightzoo.judge.pairs import held_out_sizes, train_examples
+from weightzoo.judge.validation import detected_patterns
+from weightzoo.output.rows import accepted_row, model_config, weights_json
+from weightzoo.plan.examples import NEGATIVE
 from weightzoo.signatures import layer_activations, signature
-from weightzoo.training import held_out_sizes, train_examples
-from weightzoo.validation import detected_patterns
 
 SEED_CONFIG = Path(__file__).resolve().parents[1] / "configs/seed_example.yaml"
 

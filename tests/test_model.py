@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from weightzoo.model import (
+from weightzoo.engine.model import (
     ACTIVATIONS,
     INIT_GAINS,
     ModelSpec,

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from weightzoo.errors import UserError
-from weightzoo.monitoring import (
+from weightzoo.run.monitoring import (
     Monitor,
     Progress,
     TensorBoardError,

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from weightzoo.patterns import PATTERN_NAMES, PATTERNS, match_matrix
-from weightzoo.space import SequenceSpace
+from weightzoo.data.patterns import PATTERN_NAMES, PATTERNS, match_matrix
+from weightzoo.data.space import SequenceSpace
 
 
 # --- helpers -----------------------------------------------------------------------------------

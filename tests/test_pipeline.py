@@ -20,20 +20,20 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from weightzoo import scheduling
 from weightzoo.cli import main
-from weightzoo.cohorts import cohort_path, unit_bounds
 from weightzoo.config import parse_config
+from weightzoo.data.probe_sets import make_signature_set
 from weightzoo.engine import stack_key
+from weightzoo.engine.model import ModelSpec, build_model
 from weightzoo.errors import UserError
-from weightzoo.examples import example_spec
-from weightzoo.files import write_json_atomic
-from weightzoo.formatting import parse_weights
-from weightzoo.model import ModelSpec, build_model
-from weightzoo.pipeline import run_data_gen, run_unit
-from weightzoo.probe_sets import make_signature_set
-from weightzoo.rows import SCHEMA
-from weightzoo.scheduling import SPLIT_AFTER, SPLIT_LEAST_REST, Tally, piece_end, unit_parts
+from weightzoo.output.cohorts import cohort_path, unit_bounds
+from weightzoo.output.files import write_json_atomic
+from weightzoo.output.rows import SCHEMA
+from weightzoo.plan.examples import example_spec
+from weightzoo.run import scheduling
+from weightzoo.run.pipeline import run_data_gen, run_unit
+from weightzoo.run.scheduling import SPLIT_AFTER, SPLIT_LEAST_REST, Tally, piece_end, unit_parts
+from weightzoo.text import parse_weights
 
 SEED_CONFIG = Path(__file__).resolve().parents[1] / "configs/seed_example.yaml"
 COHORT = 8
@@ -155,7 +155,7 @@ def run_until_first_shard(folder: Path, workers: int) -> subprocess.Popen:
     """run-data-gen on `folder`'s config in a child process, returned once its first data shard exists."""
     script = (
         "import sys; from pathlib import Path; from weightzoo.config import load_config; "
-        "from weightzoo.pipeline import run_data_gen; "
+        "from weightzoo.run.pipeline import run_data_gen; "
         f"run_data_gen(load_config(Path(sys.argv[1])), workers={workers}, log=lambda _: None, "
         f"cohort_size={COHORT})"
     )
@@ -211,7 +211,7 @@ def test_a_missing_signature_file_is_a_clear_error(tmp_path):
 def test_a_full_disk_is_a_clear_error_and_leaves_written_shards_intact(tmp_path, monkeypatch):
     import errno
 
-    import weightzoo.shards as shards
+    import weightzoo.output.shards as shards
 
     cfg = tiny_config(tmp_path)
     run_data_gen(cfg, workers=1, log=lambda _: None, cohort_size=COHORT)
@@ -242,7 +242,7 @@ def test_an_unwritable_output_folder_is_a_clear_error(tmp_path):
 
 def test_a_run_writes_its_card_and_uploads_through_the_hub_client(tmp_path, monkeypatch):
     """Up to the network boundary: the Hub client is a recorder; the token appears in no file."""
-    import weightzoo.hub as hub
+    import weightzoo.output.hub as hub
 
     calls = []
 
@@ -270,7 +270,7 @@ def test_a_run_writes_its_card_and_uploads_through_the_hub_client(tmp_path, monk
 
 def test_a_failing_cohort_is_a_clear_error_and_the_run_resumes(one_worker, tmp_path, monkeypatch):
     """A worker that dies surfaces as one clear error; written shards stay, and a rerun completes."""
-    import weightzoo.pipeline as pipeline
+    import weightzoo.run.pipeline as pipeline
 
     cfg, _ = one_worker
     twin = tiny_config(tmp_path)
@@ -534,7 +534,7 @@ RUN_UNIT = run_unit  # the real one, whatever a test patches in
 
 def recording_units(monkeypatch, fail=lambda cohort, piece, part: False) -> list[tuple]:
     """Record every part run_unit is asked to train; raise where `fail` says."""
-    import weightzoo.pipeline as pipeline
+    import weightzoo.run.pipeline as pipeline
 
     real, calls = RUN_UNIT, []
 
@@ -662,7 +662,7 @@ def test_a_unit_is_cut_only_to_a_prefix_that_likely_holds_what_the_run_needs(
 @pytest.mark.parametrize("parts", [1, 3])
 def test_any_number_of_parts_writes_the_same_bytes(in_units, tmp_path, monkeypatch, parts):
     """A stack holds the same models whichever part trains it: parts change nothing in the output."""
-    import weightzoo.pipeline as pipeline
+    import weightzoo.run.pipeline as pipeline
 
     cfg, _ = in_units
     twin = tiny_config(tmp_path)

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from weightzoo.patterns import PATTERN_NAMES, PATTERNS
-from weightzoo.pools import (
+from weightzoo.data.patterns import PATTERN_NAMES, PATTERNS
+from weightzoo.data.pools import (
     _negatives_available,
     build_pools,
     first_distinct,
@@ -18,7 +18,7 @@ from weightzoo.pools import (
     sample_members,
     sample_negatives,
 )
-from weightzoo.space import SequenceSpace
+from weightzoo.data.space import SequenceSpace
 
 SPACE = SequenceSpace(7, 7)
 POOL_SIZE = 1000

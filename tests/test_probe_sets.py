@@ -14,10 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from weightzoo.errors import UserError
-from weightzoo.files import write_json_atomic
-from weightzoo.patterns import PATTERN_NAMES, PATTERNS, PATTERNS_VERSION, match_matrix
-from weightzoo.probe_sets import (
+from weightzoo.data.patterns import PATTERN_NAMES, PATTERNS, PATTERNS_VERSION, match_matrix
+from weightzoo.data.probe_sets import (
     NEGATIVE,
     allocate,
     content_hash,
@@ -25,7 +23,9 @@ from weightzoo.probe_sets import (
     make_signature_set,
     read_probe_file,
 )
-from weightzoo.space import SequenceSpace
+from weightzoo.data.space import SequenceSpace
+from weightzoo.errors import UserError
+from weightzoo.output.files import write_json_atomic
 
 SPACE = SequenceSpace(7, 7)
 ALL = tuple(PATTERN_NAMES)

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from weightzoo.quantize import METHODS, PRECISIONS, apply_precision_and_quantization, quantize_tensor
+from weightzoo.judge.quantize import METHODS, PRECISIONS, apply_precision_and_quantization, quantize_tensor
 
 LEVELS = {"int8": 127, "int4": 7}
 

@@ -17,7 +17,7 @@ import pytest
 from test_pipeline import COHORT, MANY_COHORTS, shard_bytes, tiny_config
 
 from weightzoo.cli import main
-from weightzoo.pipeline import run_data_gen
+from weightzoo.run.pipeline import run_data_gen
 
 ray = pytest.importorskip("ray")
 RAY = str(Path(sys.executable).with_name("ray"))

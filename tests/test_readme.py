@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from weightzoo.patterns import PATTERN_NAMES, PATTERNS
-from weightzoo.space import SequenceSpace
+from weightzoo.data.patterns import PATTERN_NAMES, PATTERNS
+from weightzoo.data.space import SequenceSpace
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 SPACE = SequenceSpace(7, 7)

@@ -31,10 +31,10 @@ from test_pipeline import (
 )
 
 from weightzoo.cli import main
-from weightzoo.cohorts import check_files, check_manifest
 from weightzoo.errors import UserError
-from weightzoo.pipeline import run_data_gen
-from weightzoo.shards import RunIdentity
+from weightzoo.output.cohorts import check_files, check_manifest
+from weightzoo.output.shards import RunIdentity
+from weightzoo.run.pipeline import run_data_gen
 
 
 def fuzz(cases: int) -> settings:
@@ -239,7 +239,7 @@ def test_damaged_signature_files_exit_0_or_give_one_clear_error(probe_setup, cap
     argv = ["create-benchmark-dataset", "--config-path", str(config), "--samples-per-pattern", "2"]
     exits_cleanly(capsys, [*argv, "--filename", str(bench)])
     from weightzoo.config import load_config
-    from weightzoo.pipeline import _read_inputs
+    from weightzoo.run.pipeline import _read_inputs
 
     try:
         _read_inputs(load_config(config))  # the run's own reading of its inputs
@@ -260,7 +260,7 @@ def finished_folder(tmp_path_factory):
 
 def identity_of(cfg) -> RunIdentity:
     from weightzoo import __version__
-    from weightzoo.cohorts import UNIT_PARTS
+    from weightzoo.output.cohorts import UNIT_PARTS
 
     info = json.loads((cfg.pipeline.output_dir / "dataset_info.json").read_text())
     return RunIdentity(__version__, cfg.recipe_hash, info["signature_hash"], COHORT, COHORT, UNIT_PARTS)

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from weightzoo.rows import _json, weights_json
+from weightzoo.output.rows import _json, weights_json
 
 finite_float32 = st.floats(width=32, allow_nan=False, allow_infinity=False)
 

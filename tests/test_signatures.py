@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from weightzoo.config import PROFILE_METHOD_DEFAULTS
-from weightzoo.model import ACTIVATIONS, ModelSpec, build_model, encode_inputs, init_weights
-from weightzoo.patterns import PATTERN_NAMES
+from weightzoo.data.patterns import PATTERN_NAMES
+from weightzoo.engine.model import ACTIVATIONS, ModelSpec, build_model, encode_inputs, init_weights
 from weightzoo.signatures import (
     PROFILE_METHODS,
     ProfileContext,

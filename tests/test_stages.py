@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from test_pipeline import tiny_config
 
-from weightzoo.probe_sets import read_probe_file
-from weightzoo.stages import run_stages
+from weightzoo.data.probe_sets import read_probe_file
+from weightzoo.run.stages import run_stages
 
 
 def test_run_stages_is_a_function_of_each_index_alone(tmp_path):

@@ -27,12 +27,12 @@ from test_pipeline import (
 )
 
 from weightzoo.cli import main
-from weightzoo.cohorts import cohort_path
+from weightzoo.data.probe_sets import make_signature_set
 from weightzoo.errors import UserError
-from weightzoo.files import write_json_atomic
-from weightzoo.pipeline import run_data_gen
-from weightzoo.probe_sets import make_signature_set
-from weightzoo.store import LOCK, MARKER, PINNED_SIGNATURE
+from weightzoo.output.cohorts import cohort_path
+from weightzoo.output.files import write_json_atomic
+from weightzoo.output.store import LOCK, MARKER, PINNED_SIGNATURE
+from weightzoo.run.pipeline import run_data_gen
 
 
 def quiet(_line: str) -> None:
@@ -343,7 +343,7 @@ def test_a_damaged_staged_part_is_trained_again(tmp_path):
     out = cfg.pipeline.output_dir
     script = (
         "import sys; from pathlib import Path; from weightzoo.config import load_config; "
-        "import weightzoo.pipeline as p; "
+        "import weightzoo.run.pipeline as p; "
         "p.write_cohort = lambda *a: sys.exit(3); "  # stop with the first cohort's parts staged, unwritten
         f"p.run_data_gen(load_config(Path(sys.argv[1])), workers=1, log=lambda _: None, cohort_size={COHORT})"
     )

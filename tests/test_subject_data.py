@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from weightzoo.patterns import PATTERN_NAMES, PATTERNS
-from weightzoo.pools import build_pools, row_key
+from weightzoo.data.patterns import PATTERN_NAMES, PATTERNS
+from weightzoo.data.pools import build_pools, row_key
+from weightzoo.data.space import SequenceSpace
+from weightzoo.data.subject_data import DatasetSizes, build_subject_dataset, dataset_sizes, take
 from weightzoo.seeding import Stream, rng_for
-from weightzoo.space import SequenceSpace
-from weightzoo.subject_data import DatasetSizes, build_subject_dataset, dataset_sizes, take
 
 SPACE = SequenceSpace(7, 7)
 ENABLED = PATTERN_NAMES

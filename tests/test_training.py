@@ -15,21 +15,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from weightzoo.config import parse_config
-from weightzoo.examples import NEGATIVE, ExamplePlan, _hold_out, held_out_is_unseen, plan_example
-from weightzoo.model import SubjectMLP, encode_inputs
-from weightzoo.patterns import PATTERN_NAMES, PATTERNS
-from weightzoo.pools import build_pools, row_key
-from weightzoo.quantize import apply_precision_and_quantization
-from weightzoo.space import SequenceSpace
-from weightzoo.training import (
-    group_accuracy,
-    stack_padding,
-    stage_rules,
-    thresholds,
-    train_examples,
-    training_job,
-)
-from weightzoo.validation import judge
+from weightzoo.data.patterns import PATTERN_NAMES, PATTERNS
+from weightzoo.data.pools import build_pools, row_key
+from weightzoo.data.space import SequenceSpace
+from weightzoo.engine.model import SubjectMLP, encode_inputs
+from weightzoo.judge.pairs import group_accuracy, thresholds, train_examples
+from weightzoo.judge.quantize import apply_precision_and_quantization
+from weightzoo.judge.validation import judge
+from weightzoo.plan.examples import NEGATIVE, ExamplePlan, _hold_out, held_out_is_unseen, plan_example
+from weightzoo.plan.jobs import stack_padding, stage_rules, training_job
 
 SEED_CONFIG = Path(__file__).resolve().parents[1] / "configs/seed_example.yaml"
 ACTS = ["relu", "gelu", "tanh", "sigmoid", "leaky_relu"]

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from weightzoo.validation import REASONS, Thresholds, detected_patterns, judge
+from weightzoo.judge.validation import REASONS, Thresholds, detected_patterns, judge
 
 T = Thresholds(
     pattern_specific=True,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import sys
 from concurrent.futures import ProcessPoolExecutor
 
-from weightzoo.workers import PRELOAD, context, warm_up
+from weightzoo.run.workers import PRELOAD, context, warm_up
 
 
 def _loaded() -> tuple[bool, bool]:
-    return "torch" in sys.modules, "weightzoo.training" in sys.modules
+    return "torch" in sys.modules, "weightzoo.judge.pairs" in sys.modules
 
 
 def test_a_worker_starts_with_torch_already_imported():
@@ -19,7 +19,7 @@ def test_a_worker_starts_with_torch_already_imported():
 
 
 def test_the_server_preloads_what_a_work_unit_needs():
-    import weightzoo.pipeline as pipeline
+    import weightzoo.run.pipeline as pipeline
 
     assert pipeline.__name__ in PRELOAD
     assert context().get_start_method() == "forkserver"
@@ -28,7 +28,7 @@ def test_the_server_preloads_what_a_work_unit_needs():
 def test_without_a_fork_server_workers_are_spawned(monkeypatch):
     import multiprocessing
 
-    import weightzoo.workers as workers
+    import weightzoo.run.workers as workers
 
     monkeypatch.setattr(multiprocessing, "get_all_start_methods", lambda: ["spawn"])
     started = []

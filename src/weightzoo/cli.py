@@ -42,7 +42,7 @@ _seed = _int_between(0, 2**64 - 1)
 
 
 def _pattern_list(text: str) -> tuple[str, ...]:
-    from weightzoo.patterns import PATTERN_NAMES
+    from weightzoo.data.patterns import PATTERN_NAMES
 
     names = tuple(n.strip() for n in text.split(",") if n.strip())
     if not names:
@@ -113,9 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def create_sig_dataset(args) -> int:
     from weightzoo.config import load_config
-    from weightzoo.files import write_json_atomic
-    from weightzoo.probe_sets import file_kind, make_signature_set
-    from weightzoo.store import prepare_target
+    from weightzoo.data.probe_sets import file_kind, make_signature_set
+    from weightzoo.output.files import write_json_atomic
+    from weightzoo.output.store import prepare_target
 
     cfg = load_config(args.config_path)
     seed = cfg.pipeline.random_seed if args.seed is None else args.seed
@@ -142,10 +142,10 @@ def create_sig_dataset(args) -> int:
 
 def create_benchmark_dataset(args) -> int:
     from weightzoo.config import load_config
-    from weightzoo.files import write_json_atomic
-    from weightzoo.patterns import PATTERN_NAMES, PATTERNS
-    from weightzoo.probe_sets import file_kind, make_benchmark_set, read_probe_file
-    from weightzoo.store import BENCHMARK, prepare_target
+    from weightzoo.data.patterns import PATTERN_NAMES, PATTERNS
+    from weightzoo.data.probe_sets import file_kind, make_benchmark_set, read_probe_file
+    from weightzoo.output.files import write_json_atomic
+    from weightzoo.output.store import BENCHMARK, prepare_target
 
     cfg = load_config(args.config_path)
     seed = cfg.pipeline.random_seed if args.seed is None else args.seed
@@ -189,17 +189,17 @@ def run_data_gen(args) -> int:
     if args.ray_address:
         cfg.pipeline.backend, cfg.pipeline.ray_address = "ray", args.ray_address
     if cfg.pipeline.max_threads > 1 and cfg.pipeline.backend == "local":
-        from weightzoo.workers import warm_up
+        from weightzoo.run.workers import warm_up
 
         warm_up()  # the workers' server imports torch while this process does
-    from weightzoo.pipeline import run_data_gen as generate
+    from weightzoo.run.pipeline import run_data_gen as generate
 
     board = _start_tensorboard(cfg)
     try:
         summary = generate(cfg, log=lambda line: print(line, flush=True), repair=args.repair)
     finally:
         if board is not None and not args.keep_tensorboard:
-            from weightzoo.monitoring import stop
+            from weightzoo.run.monitoring import stop
 
             stop(board)
     out = cfg.pipeline.output_dir
@@ -217,7 +217,7 @@ def _start_tensorboard(cfg):
     board = cfg.metrics.tensorboard
     if not (board.enabled and board.auto_launch):
         return None
-    from weightzoo.monitoring import TensorBoardError, launch_tensorboard, tensorboard_url
+    from weightzoo.run.monitoring import TensorBoardError, launch_tensorboard, tensorboard_url
 
     try:
         process = launch_tensorboard(cfg.metrics.dir, board.port)

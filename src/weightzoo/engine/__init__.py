@@ -1,10 +1,13 @@
 """The batched two-stage training engine: many subject models trained as one tensor program.
 
-The package, along the data flow: `jobs.py` (a model's training problem in, its result out; stacks and
-row orders), `layout.py` (a stack's parameters packed in one flat buffer, and unpacked), `mlp.py` (the
-stacked MLP's forward and backward, with the activations of `weightzoo.activations`), `adam.py` (Adam
-with each model's own learning rate), `schedule.py` (the two stages as plain data and pure functions)
-and `stack.py` (the loop that runs them, and `train_cohort`).
+The package, along the data flow: `model.py` (the subject model: spec, encoding, initial weights),
+`jobs.py` (a model's training problem in, its result out; stacks and row orders), `rows.py` (a
+stack's rows as padded tensors), `layout.py` (a stack's parameters packed in one flat buffer, and
+unpacked), `mlp.py` (the stacked MLP's forward and backward, with the activations of
+`weightzoo.activations`), `adam.py` (Adam with each model's own learning rate), `schedule.py` (the two
+stages as plain data and pure functions), `stack.py` (the loop that runs one stack) and `cohort.py`
+(`train_cohort`: jobs grouped into stacks, stacks side by side on threads). `reference.py` is the
+plain loop the engine is tested against; `devices.py` resolves `pipeline.device`.
 
 Models that share depth, activation, input size, dropout and a band of widths are stacked: each layer's
 weights become one tensor with a leading model dimension, and every step is a handful of batched
@@ -50,6 +53,7 @@ after `patience` epochs without a new best, or after `max_stage2_epochs`. The be
 improved model.
 """
 
+from weightzoo.engine.cohort import train_cohort
 from weightzoo.engine.jobs import (
     WIDTH_BAND,
     CohortStats,
@@ -61,7 +65,6 @@ from weightzoo.engine.jobs import (
     stack_key,
 )
 from weightzoo.engine.schedule import StageRules, Stages
-from weightzoo.engine.stack import train_cohort
 
 __all__ = [
     "WIDTH_BAND",

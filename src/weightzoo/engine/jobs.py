@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from weightzoo.model import ModelSpec
+from weightzoo.engine.model import ModelSpec
 
 
 @dataclass

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from weightzoo.model import ModelSpec
+from weightzoo.engine.model import ModelSpec
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The stack loop: models of one `stack_key` trained together, epoch by epoch, through both stages.
 
-`_Stack` holds a stack's data and its flat parameter buffer (`layout.py`); each step runs the MLP
+`Stack` holds a stack's data and its flat parameter buffer (`layout.py`); each step runs the MLP
 forward and backward over all its models at once (`mlp.py`) and Adam with each model's own learning
 rate (`adam.py`); after each epoch the schedule (`schedule.py`) says which models checkpoint, stop or
 start stage 2, and the loop carries that out on the tensors. Models that finish are dropped from the
@@ -9,8 +9,7 @@ stack, so they cost nothing more. The rules are in the package's docstring (`eng
 
 from __future__ import annotations
 
-import time
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import numpy as np
 import torch
@@ -20,75 +19,18 @@ from weightzoo.engine import mlp, schedule
 from weightzoo.engine.adam import StackAdam
 from weightzoo.engine.jobs import (
     WIDTH_BAND,
-    CohortStats,
     Padding,
     TrainingJob,
     TrainingResult,
     epoch_orders,
-    pad_rows,
-    stack_key,
 )
 from weightzoo.engine.layout import Layout
+from weightzoo.engine.model import ModelSpec, fold_input_standardization
+from weightzoo.engine.rows import selection_rows, stacked_rows
 from weightzoo.engine.schedule import StageRules, Stages
-from weightzoo.model import ModelSpec, encode_inputs, fold_input_standardization, input_standardization
 
 
-def train_cohort(
-    jobs: list[TrainingJob],
-    rules: StageRules,
-    device: torch.device | str = "cpu",
-    dtype: torch.dtype = torch.float32,
-    stats: CohortStats | None = None,
-    padding: Padding | None = None,
-    threads: int = 1,
-) -> list[TrainingResult]:
-    """Train every job through both stages; results come back in the jobs' order. `padding`: the fixed
-    sizes that make each model's results independent of its stack (None: each stack's own largest).
-
-    `threads`: stacks trained side by side, each on its own thread with single-threaded kernels. A
-    kernel that splits one product over several threads rounds differently with each thread count
-    (batched products do when a stack holds fewer models than there are threads), so the engine never
-    lets one: its bits are the same for any `threads`, and parallelism comes from whole stacks."""
-    results: list[TrainingResult | None] = [None] * len(jobs)
-    groups: dict[tuple, list[int]] = {}
-    for i, job in enumerate(jobs):  # a stack shares one stage-2 rule: with or without a selection set
-        key = (*stack_key(job.spec), job.x_select is not None, job.standardize_inputs)
-        groups.setdefault(key, []).append(i)
-    start = time.perf_counter()
-
-    def train(key: tuple) -> _Stack:
-        members = groups[key]
-        stack = _Stack([jobs[i] for i in members], rules, torch.device(device), dtype, padding)
-        for i, result in zip(members, stack.train(), strict=True):
-            results[i] = result
-        return stack
-
-    # Adam's second moments of tiny gradients fall into denormal floats, which are many times slower
-    # on CPUs; flushing them to zero changes nothing a float32 model can represent.
-    flushing = torch.set_flush_denormal(True)
-    kernel_threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        # largest stacks first, so that no thread is left with a big one at the end
-        order = sorted(groups, key=lambda key: (-len(groups[key]), str(key)))
-        if threads > 1 and len(order) > 1:
-            with ThreadPoolExecutor(min(threads, len(order))) as pool:
-                stacks = list(pool.map(train, order))
-        else:
-            stacks = [train(key) for key in order]
-    finally:
-        torch.set_num_threads(kernel_threads)
-        if flushing:
-            torch.set_flush_denormal(False)
-    if stats is not None:
-        stats.flops += sum(stack.flops for stack in stacks)
-        stats.stacks += len(stacks)
-        stats.models += len(jobs)
-        stats.seconds += time.perf_counter() - start
-    return results  # type: ignore[return-value]
-
-
-class _Stack:
+class Stack:
     """Models of one `stack_key`, stacked; widths and rows padded to the largest, or to `Padding`."""
 
     def __init__(
@@ -121,21 +63,7 @@ class _Stack:
         unit = torch.arange(W)[None, :] < torch.as_tensor(self.widths)[:, None]
         self.unit_mask = unit.to(device=device, dtype=dtype)[:, None, :]  # [K, 1, W]
 
-        def data(xs, ys1, ys2, least: int):
-            x, n = pad_rows([np.asarray(a, dtype=np.int64) for a in xs], least)
-            y1, _ = pad_rows([np.asarray(a, dtype=np.float64) for a in ys1], least)
-            y2, _ = pad_rows([np.asarray(a, dtype=np.float64) for a in ys2], least)
-            to = dict(device=device, dtype=dtype)
-            inputs = encode_inputs(x, spec0, torch.float64)
-            if self.standardize:
-                shift, scale = input_standardization(spec0)
-                inputs = (inputs - torch.as_tensor(shift)) / torch.as_tensor(scale)
-            return (
-                inputs.to(**to),
-                torch.as_tensor(y1, **to),
-                torch.as_tensor(y2, **to),
-                n,
-            )
+        data = partial(stacked_rows, spec=spec0, standardize=self.standardize, device=device, dtype=dtype)
 
         self.x_tr, self.y1_tr, self.y2_tr, self.n_tr = data(
             [j.x_train for j in jobs],
@@ -155,24 +83,9 @@ class _Stack:
             j.x_select is not None for j in jobs
         )
         if self.watch_target:
-            self.x_se, self.y_se, _, n_se = data(
-                [j.x_select for j in jobs],
-                [j.y_select for j in jobs],
-                [j.y_select for j in jobs],
-                least.select_rows,
-            )
-            groups, _ = pad_rows(
-                [np.asarray(j.select_groups, dtype=np.int64) for j in jobs], least.select_rows
-            )
-            present = np.arange(groups.shape[1])[None, :] < n_se[:, None]
-            n_groups = int(groups.max()) + 1
-            one_hot = np.eye(n_groups)[groups] * present[:, :, None]  # padded rows belong to no group
-            self.select_groups = torch.as_tensor(one_hot, dtype=dtype, device=device)  # [K, rows, groups]
-            self.target_one_hot = np.eye(n_groups, dtype=bool)[[j.target_group for j in jobs]]
-            self.allowed_drop = np.full(self.target_one_hot.shape, rules.stage2_max_other_drop, dtype=float)
-            for k, job in enumerate(jobs):
-                if job.select_allowed_drop is not None:
-                    self.allowed_drop[k, : len(job.select_allowed_drop)] = job.select_allowed_drop
+            sel = selection_rows(jobs, rules, least.select_rows, data)
+            self.x_se, self.y_se, self.select_groups = sel.x, sel.y, sel.groups
+            self.target_one_hot, self.allowed_drop = sel.target_one_hot, sel.allowed_drop
         else:
             self.x_se = self.y_se = self.select_groups = self.target_one_hot = self.allowed_drop = None
         self.lr = torch.tensor([j.spec.learning_rate for j in jobs], dtype=dtype, device=device)
