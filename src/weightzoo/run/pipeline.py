@@ -67,7 +67,7 @@ from weightzoo.output.store import (
 )
 from weightzoo.run.executors import failure_named, submit
 from weightzoo.run.monitoring import Monitor, Progress, merge_summaries
-from weightzoo.run.scheduling import Tally, Task, tasks_in_order
+from weightzoo.run.scheduling import Schedule, Task
 
 
 @dataclass
@@ -317,9 +317,8 @@ def _generate(
     from weightzoo.run.executors import executor_for
 
     executor = executor_for(cfg, workers)
-    tally = Tally()
-    stream = tasks_in_order(cfg, out, cohort_size, unit_size, tally, target, identity.unit_parts)
-    ahead: deque[Task] = deque()  # tasks taken from the stream, not yet counted
+    schedule = Schedule(cfg, out, cohort_size, unit_size, target, identity.unit_parts)
+    ahead: deque[Task] = deque()  # tasks taken from the schedule, not yet counted
     running: dict[tuple, Future] = {}
     pieces: list[tuple[int, int]] = []  # the current cohort's pieces counted so far
     enough = False  # counted at the end of a piece only: its parts interleave its indices
@@ -330,7 +329,7 @@ def _generate(
             # Keep two parts per worker submitted, the next ones in index order: a worker that
             # finishes early starts the next part at once rather than wait for the oldest to be counted.
             while sum(item.report is None for item in ahead) < in_flight:
-                item = next(stream)
+                item = schedule.next_task()
                 if item is None:  # the next parts wait for the ones ahead to be counted
                     break
                 ahead.append(item)
@@ -368,7 +367,7 @@ def _generate(
             progress.update(accepted, attempted, seconds)
             enough = accepted >= target
             through = item.piece[1] if item.piece is not None else (item.cohort + 1) * cohort_size
-            tally.accepted, tally.attempted, tally.through = accepted, attempted, through
+            schedule.count(accepted, attempted, through)
             if item.piece is not None:
                 pieces.append(item.piece)
             if not (item.last or enough):

@@ -1,17 +1,17 @@
 """Scheduling: which parts of which work units run, in what order, and where a unit is cut.
 
-The run asks `tasks_in_order` for parts in index order. A part already staged, or whose cohort is
-written, comes with its report (no work); the others are trained by an executor. When the run will
-likely reach its target inside a unit, the unit is cut in two pieces (`piece_end`): the rest is asked
-for only if the first falls short (the stream then waits, yielding None, until the run has counted
-that far). None of this changes a byte: an example trains to the same bits in any piece or part.
+A `Schedule` hands the run its parts in index order (`next_task`), and the run tells it what it has
+counted (`count`). A part already staged, or whose cohort is written, comes with its report (no work);
+the others are trained by an executor. When the run will likely reach its target inside a unit, the
+unit is cut in two pieces (`piece_end`): the rest is handed out only once the first is counted and
+fell short; until then `next_task` has nothing to give. None of this changes a byte: an example trains
+to the same bits in any piece or part. The schedule knows nothing of training or of executors.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Iterator
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,46 +104,66 @@ class Task:
     report: CohortReport | None
 
 
-def tasks_in_order(
-    cfg: Config,
-    out: Path,
-    cohort_size: int,
-    unit_size: int,
-    tally: Tally,
-    target: int,
-    parts: int = UNIT_PARTS,
-) -> Iterator[Task | None]:
-    """The parts to train, in index order. None: the next ones wait until `tally` has counted further
-    (the rest of a unit cut by `piece_end`, trained only if the run still needs it)."""
-    for cohort in itertools.count():
-        done = done_report(out, cohort)
+class Schedule:
+    """The parts to train, in index order, for a run that wants `target` accepted examples."""
+
+    def __init__(self, cfg: Config, out: Path, cohort_size: int, unit_size: int, target: int, parts: int):
+        self.cfg, self.out, self.target, self.parts = cfg, out, target, parts
+        self.cohort_size, self.unit_size = cohort_size, unit_size
+        self.tally = Tally()
+        self._ready: deque[Task] = deque()  # planned, not yet handed out
+        self._next_cohort = 0
+        self._units: deque[range] = deque()  # the current cohort's units not yet fully planned
+        self._start = 0  # where the next piece of `_units[0]` starts
+
+    def count(self, accepted: int, attempted: int, through: int) -> None:
+        """The run has counted every index below `through`: `accepted` of `attempted` in all."""
+        self.tally = Tally(accepted, attempted, through)
+
+    def next_task(self) -> Task | None:
+        """The next part in index order, or None while the next ones wait for the run to count further
+        (the rest of a cut unit, wanted only if its first piece falls short)."""
+        while not self._ready:
+            if not self._plan():
+                return None
+        return self._ready.popleft()
+
+    def _plan(self) -> bool:
+        """Plan the next piece (or written cohort); False when it must wait for the tally."""
+        if not self._units:
+            self._begin_cohort(self._next_cohort)
+            self._next_cohort += 1
+            return True
+        unit = self._units[0]
+        start = self._start
+        if start > unit.start and (self.tally.through < start or self.tally.accepted >= self.target):
+            return False  # the rest of a cut unit: only once its prefix is counted, and fell short
+        end = self._staged_ends.get(start) or (
+            piece_end(start, unit.stop, self.tally, self.target) if start == unit.start else unit.stop
+        )
+        piece = (start, min(end, unit.stop))
+        last_piece = piece[1] == self._cohort_end
+        for part, members in enumerate(unit_parts(self.cfg, range(*piece), self.parts)):
+            done = part == self.parts - 1
+            watched = [i for i in self._watched if i in members]
+            report = staged(self.out, self._cohort, piece, part)
+            self._ready.append(
+                Task(self._cohort, piece, part, members, watched, done, done and last_piece, report)
+            )
+        if piece[1] < unit.stop:
+            self._start = piece[1]
+        else:
+            self._units.popleft()
+            self._start = self._units[0].start if self._units else 0
+        return True
+
+    def _begin_cohort(self, cohort: int) -> None:
+        done = done_report(self.out, cohort)
         if done is not None:
-            yield Task(cohort, None, 0, [], [], True, True, done)
-            continue
-        bounds = unit_bounds(cohort, cohort_size, unit_size)
-        watched = list(bounds[0][:CURVE_SAMPLE])  # a cohort's first examples: curves and checkpoints
-        staged_ends = staged_pieces(out, cohort)
-        for unit in bounds:
-            start = unit.start
-            while start < unit.stop:
-                end = staged_ends.get(start) or (
-                    piece_end(start, unit.stop, tally, target) if start == unit.start else unit.stop
-                )
-                piece = (start, min(end, unit.stop))
-                for part, members in enumerate(unit_parts(cfg, range(*piece), parts)):
-                    yield Task(
-                        cohort,
-                        piece,
-                        part,
-                        members,
-                        [i for i in watched if i in members],
-                        part == parts - 1,
-                        piece[1] == bounds[-1].stop and part == parts - 1,
-                        staged(out, cohort, piece, part),
-                    )
-                start = piece[1]
-                if start < unit.stop:
-                    while tally.through < start:  # the rest of the unit: only if the prefix falls short
-                        yield None
-                    if tally.accepted >= target:
-                        return
+            self._ready.append(Task(cohort, None, 0, [], [], True, True, done))
+            return
+        bounds = unit_bounds(cohort, self.cohort_size, self.unit_size)
+        self._cohort, self._cohort_end = cohort, bounds[-1].stop
+        self._units, self._start = deque(bounds), bounds[0].start
+        self._watched = list(bounds[0][:CURVE_SAMPLE])  # a cohort's first examples: curves and checkpoints
+        self._staged_ends = staged_pieces(self.out, cohort)
