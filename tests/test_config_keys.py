@@ -17,6 +17,7 @@ import json
 import re
 from pathlib import Path
 
+import fsspec
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -263,6 +264,7 @@ RUN_CHANGES: dict[str, tuple] = {
     "signature.prompt_format.tokenizer": ("tokenizer.json", {}),
     "dataset.output_dataset_length": (5, {}),
     "pipeline.output_dir": ("elsewhere", {}),
+    "pipeline.output_url": ("memory://weightzoo-keys", {}),
     "pipeline.device": ("cuda", {}),  # none here: the run refuses, naming the key
     "pipeline.checkpoint_interval": (4, {"dataset.output_dataset_length": 8}),
     "pipeline.max_threads": (2, {}),
@@ -357,6 +359,9 @@ def _run_outcome(folder: Path, changes: dict, calls: list, capsys) -> str:
     _signature_file(parse_config(raw, source=str(folder / "config.yaml"), base_dir=folder))
     _tokenizer(folder)
     calls.clear()
+    memory = fsspec.filesystem("memory")
+    if memory.exists("/weightzoo-keys"):
+        memory.rm("/weightzoo-keys", recursive=True)
     code = main(["run-data-gen", "--config-path", str(folder / "config.yaml")])
     printed = capsys.readouterr()
     files = sorted(
@@ -372,7 +377,8 @@ def _run_outcome(folder: Path, changes: dict, calls: list, capsys) -> str:
     tokens = _token_section(card.read_text()) if card.exists() else []
     errors = printed.err.strip().splitlines()[-1:] if code else []
     # Paths inside the folder are named relative to it: two folders alike otherwise compare equal.
-    seen = json.dumps([code, errors, files, events, rows, tokens, calls], default=repr)
+    mirrored = sorted(memory.find("/weightzoo-keys"))
+    seen = json.dumps([code, errors, files, events, rows, tokens, calls, mirrored], default=repr)
     return _digest(seen.replace(str(folder), "<folder>"))
 
 

@@ -45,6 +45,7 @@ from weightzoo.config.values import (
     _problem,
     _short_text,
     _unique,
+    _url,
     between,
 )
 from weightzoo.data.space import LETTERS, SequenceSpace
@@ -218,6 +219,8 @@ class ValidationSection(Section):
 
 class PipelineSection(Section):
     output_dir: Path_ = Path("datasets")
+    # A copy of the dataset at an fsspec URL, kept in step as shards are written (output/mirror.py)
+    output_url: Annotated[Str, AfterValidator(_short_text), AfterValidator(_url)] | None = None
     random_seed: Annotated[Int, between(0, MAX_SEED)] = 42
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     checkpoint_interval: Annotated[Int, between(1, MAX_COHORT)] = 1000
@@ -339,6 +342,7 @@ class Config(Section):
 RECIPE_EXCLUDES = (
     "signature.dataset_path",
     "pipeline.output_dir",
+    "pipeline.output_url",
     "pipeline.checkpoint_interval",  # the cohort size, which the store checks on its own
     "pipeline.max_threads",
     "pipeline.num_workers",

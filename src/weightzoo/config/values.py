@@ -182,6 +182,18 @@ def _hub_name(value: str | None) -> str | None:
     return value
 
 
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
+
+
+def _url(value: str | None) -> str | None:
+    """An fsspec URL: a scheme, "://", and a location (`s3://bucket/zoo`, `memory://zoo`)."""
+    if value is not None and not _URL.match(value):
+        raise _problem(
+            "{value} is not a URL of the form scheme://location (e.g. s3://bucket/zoo)", value=value
+        )
+    return value
+
+
 def _pattern_table() -> dict:
     from weightzoo.data.patterns import (
         PATTERNS,  # imported late: patterns imports numpy and knows nothing of us

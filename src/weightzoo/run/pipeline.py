@@ -251,11 +251,11 @@ def _run(
     threads = min(cfg.pipeline.num_workers or cores, max(1, cores // workers))
     if cfg.pipeline.backend == "ray":  # a Ray task trains on the CPUs it asked for
         threads = max(1, int(cfg.pipeline.ray_cpus_per_task))
-    uploader = _uploader(cfg, log)
+    mirrors = _mirrors(cfg, log)
     start = time.perf_counter()
     with Progress(target) as progress, Monitor(cfg.metrics.dir, cfg.metrics.tensorboard.enabled) as monitor:
         accepted, attempted, cohort, stage_seconds, peak_mib = _generate(
-            cfg, out, probe, identity, workers, threads, progress, monitor, start, uploader
+            cfg, out, probe, identity, workers, threads, progress, monitor, start, mirrors
         )
     last = cohort - 1
     last_kept = finish(out, last, accepted - target, identity)
@@ -277,20 +277,26 @@ def _run(
     check_files(out, identity, log)  # the manifest says complete only of shards that check out
     write_json_atomic(out / INFO, _info(cfg, identity, complete=True, summary=summary))
     write_card(out)
-    if uploader is not None:
-        uploader.sync(out)  # the last shard as cut, shards no longer wanted removed, then the card
+    for mirror in mirrors:
+        mirror.sync(out)  # the last shard as cut, shards no longer wanted removed, then the card
     return summary
 
 
-def _uploader(cfg: Config, log: Callable[[str], None]):
-    """A Hub uploader when `hub.dataset_name` is set; shards go up as they are written."""
-    if not cfg.hub.dataset_name:
-        return None
-    from weightzoo.output.hub import HubUploader, resolve_token
+def _mirrors(cfg: Config, log: Callable[[str], None]) -> list:
+    """Where copies of the dataset go as shards are written (`output/mirror.py`): the Hub repo
+    `hub.dataset_name`, the fsspec URL `pipeline.output_url`; each is made ready before any work."""
+    mirrors = []
+    if cfg.pipeline.output_url:
+        from weightzoo.output.mirror import FsspecMirror
 
-    uploader = HubUploader(cfg.hub.dataset_name, resolve_token(cfg), cfg.hub.private, log=log)
-    uploader.create()
-    return uploader
+        mirrors.append(FsspecMirror(cfg.pipeline.output_url, log=log))
+    if cfg.hub.dataset_name:
+        from weightzoo.output.hub import HubUploader, resolve_token
+
+        mirrors.append(HubUploader(cfg.hub.dataset_name, resolve_token(cfg), cfg.hub.private, log=log))
+    for mirror in mirrors:
+        mirror.create()
+    return mirrors
 
 
 def _generate(
@@ -303,7 +309,7 @@ def _generate(
     progress: Progress,
     monitor: Monitor,
     start: float,
-    uploader=None,
+    mirrors: list = (),
 ) -> tuple[int, int, int, dict[str, float], float]:
     """Run the units' parts in index order, `workers` at a time, until a whole piece brings enough
     examples; write each cohort once its units are in (or once the run has enough)."""
@@ -379,9 +385,9 @@ def _generate(
                 monitor.cohort(item.cohort, merge_summaries(summaries))
             summaries = []
             monitor.totals(item.cohort, min(accepted, target), attempted, seconds)
-            if uploader is not None:
+            for mirror in mirrors:
                 for kind in ("rejected", "data"):
-                    uploader.upload_shard(cohort_path(out, kind, item.cohort), out)
+                    mirror.upload_shard(cohort_path(out, kind, item.cohort), out)
             cohort = item.cohort + 1
             if attempted and accepted == 0 and attempted >= 4 * cohort_size:
                 raise UserError(
