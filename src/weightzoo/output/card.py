@@ -20,6 +20,7 @@ from weightzoo.output.files import sha256_file, write_text_atomic
 from weightzoo.output.store import CARD, INFO, PINNED_SIGNATURE
 
 TEXT_COLUMNS = ("modification_text", "classification_text")
+WINDOWS = (8192, 32768, 131072)  # context windows of common fine-tuning setups
 TAGS = ("interpretability", "mechanistic-interpretability", "neural-network-weights", "synthetic")
 
 
@@ -333,6 +334,7 @@ def dataset_card(out: Path, license: str = "other") -> str:
         f"| Column | Rows | Mean chars | Max chars | Mean {unit} | Max {unit} |",
         "|---|---|---|---|---|---|",
     ]
+    fits = []
     for column in TEXT_COLUMNS:
         texts = [t for t in _column(data, column) if t is not None]
         if not texts:
@@ -344,6 +346,10 @@ def dataset_card(out: Path, license: str = "other") -> str:
             f"| {column} | {len(texts)} | {sum(chars) / len(chars):.1f} | {max(chars)} | "
             f"{sum(tokens) / len(tokens):.1f} | {max(tokens)} |"
         )
+        shares = ", ".join(f"{w // 1024}k {sum(n <= w for n in tokens) / len(tokens):.0%}" for w in WINDOWS)
+        fits.append(f"- `{column}`: {shares}")
+    if fits:
+        lines += ["", "Rows whose whole text fits a context window of 8k, 32k and 128k tokens:", "", *fits]
     lines += [
         "",
         "## Provenance",

@@ -32,7 +32,7 @@ from weightzoo.output.store import INFO, MARKER, MARKER_DOCUMENT, PINNED_SIGNATU
 FORMAT_OPTIONS = ("style", "decimals", "compact_numbers", "numbers")
 
 
-def _stored(weights_json: str) -> tuple[Any, dict[str, torch.Tensor]]:
+def stored_model(weights_json: str) -> tuple[Any, dict[str, torch.Tensor]]:
     from weightzoo.engine.model import ModelSpec
 
     document = json.loads(weights_json)
@@ -62,8 +62,8 @@ def _new_folder(target: Path) -> None:
 
 def render_row(cfg, row: dict) -> dict[str, str | None]:
     """A stored row's text columns under `cfg`'s format options."""
-    spec, degraded = _stored(row["degraded_model_weights"])
-    _, improved = _stored(row["improved_model_weights"])
+    spec, degraded = stored_model(row["degraded_model_weights"])
+    _, improved = stored_model(row["improved_model_weights"])
     signatures = {
         "degraded": json.loads(row["degraded_signature"]),
         "improved": json.loads(row["improved_signature"]),
