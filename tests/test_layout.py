@@ -22,6 +22,7 @@ ORDER = [
     "signatures",
     "text",
     "output",
+    "research",
     "run",
     "cli",
     "__main__",

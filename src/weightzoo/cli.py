@@ -123,6 +123,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="signature.prompt_format.compact_numbers",
     )
     ren.set_defaults(handler=render)
+
+    ev = commands.add_parser("evaluate", help="score an interpreter's completions against a dataset")
+    ev.add_argument("folder", type=Path, help="the dataset (a run-data-gen output folder)")
+    ev.add_argument(
+        "--completions", required=True, type=Path, help="JSONL or Parquet of example_id and completion"
+    )
+    ev.add_argument("--task", required=True, choices=("classification", "modification"))
+    ev.add_argument(
+        "--report",
+        type=Path,
+        help="where the report goes, as PATH.json and PATH.md (default: beside the completions)",
+    )
+    ev.add_argument("--fresh", type=_count, default=500, help="fresh sequences per pattern (default 500)")
+    ev.set_defaults(handler=evaluate)
+
+    ht = commands.add_parser("harness-task", help="write an lm-evaluation-harness task for a dataset")
+    ht.add_argument("folder", type=Path, help="the dataset (a run-data-gen output folder)")
+    ht.add_argument("--to", required=True, type=Path, help="the folder for the task files")
+    ht.set_defaults(handler=harness_task)
     return parser
 
 
@@ -252,6 +271,29 @@ def render(args) -> int:
         raise UserError("render: say what to change (--style, --decimals, --compact-numbers, --numbers)")
     target = write_rendered(args.folder, args.to, changes, log=lambda line: print(line, flush=True))
     print(f"wrote {target} from {args.folder} with {changes}")
+    return 0
+
+
+def evaluate(args) -> int:
+    from weightzoo.research.evaluate import evaluate as score
+    from weightzoo.research.evaluate import markdown, write_report
+
+    report = score(args.folder, args.completions, args.task, args.fresh)
+    prefix = args.report or args.completions.with_name(args.completions.stem + f".{args.task}-report")
+    json_path, md_path = write_report(report, prefix)
+    print(markdown(report), end="")
+    print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+def harness_task(args) -> int:
+    from weightzoo.research.harness import write_task
+
+    for path in write_task(args.folder, args.to):
+        print(f"wrote {path}")
+    print(
+        f"run it with: lm_eval --model hf --model_args pretrained=MODEL --include_path {args.to} --tasks TASK"
+    )
     return 0
 
 
