@@ -142,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     ht.add_argument("folder", type=Path, help="the dataset (a run-data-gen output folder)")
     ht.add_argument("--to", required=True, type=Path, help="the folder for the task files")
     ht.set_defaults(handler=harness_task)
+
+    ins = commands.add_parser("inspect", help="write a self-contained HTML report of what a dataset holds")
+    ins.add_argument("folder", type=Path, help="the dataset (a run-data-gen output folder)")
+    ins.add_argument("--to", type=Path, help="where the page goes (default: FOLDER/report.html)")
+    ins.set_defaults(handler=inspect)
     return parser
 
 
@@ -294,6 +299,13 @@ def harness_task(args) -> int:
     print(
         f"run it with: lm_eval --model hf --model_args pretrained=MODEL --include_path {args.to} --tasks TASK"
     )
+    return 0
+
+
+def inspect(args) -> int:
+    from weightzoo.research.inspect_report import write_report
+
+    print(f"wrote {write_report(args.folder, args.to)}")
     return 0
 
 

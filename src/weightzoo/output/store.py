@@ -36,9 +36,10 @@ PINNED_SIGNATURE = Path("inputs") / "signature_dataset.json"
 HUB_RECORD = ".hub_uploaded.json"
 MIRROR_RECORD = ".mirror_uploaded.json"  # what went to pipeline.output_url (mirror.py)
 BENCHMARK = "benchmark_dataset.json"  # create-benchmark-dataset's default file in the folder
+REPORT = "report.html"  # weightzoo inspect's default page
 
 # Top-level names weightzoo writes in its folder (and may replace); subfolders it owns whole.
-MANAGED_FILES = (MARKER, LOCK, INFO, CARD, HUB_RECORD, MIRROR_RECORD, BENCHMARK)
+MANAGED_FILES = (MARKER, LOCK, INFO, CARD, HUB_RECORD, MIRROR_RECORD, BENCHMARK, REPORT)
 MANAGED_FOLDERS = ("data", "rejected", UNITS, "inputs")
 MARKER_DOCUMENT = {"weightzoo_output": 1, "about": "a dataset folder written by weightzoo; see README.md"}
 
