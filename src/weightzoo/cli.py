@@ -147,6 +147,20 @@ def build_parser() -> argparse.ArgumentParser:
     ins.add_argument("folder", type=Path, help="the dataset (a run-data-gen output folder)")
     ins.add_argument("--to", type=Path, help="where the page goes (default: FOLDER/report.html)")
     ins.set_defaults(handler=inspect)
+
+    spl = commands.add_parser("split", help="write a dataset as train, validation and test splits")
+    spl.add_argument("folder", type=Path, help="a finished run-data-gen output folder")
+    spl.add_argument("--to", required=True, type=Path, help="the new folder (new or empty)")
+    spl.add_argument("--validation", type=float, default=0.05, help="share of rows (default 0.05)")
+    spl.add_argument("--test", type=float, default=0.05, help="share of rows (default 0.05)")
+    spl.add_argument(
+        "--hold-out-combinations",
+        type=float,
+        default=0.0,
+        help="share of the selected-pattern combinations whose rows all go to test (default 0)",
+    )
+    spl.add_argument("--seed", type=_seed, default=0, help="the split's own seed (default 0)")
+    spl.set_defaults(handler=split)
     return parser
 
 
@@ -306,6 +320,17 @@ def inspect(args) -> int:
     from weightzoo.research.inspect_report import write_report
 
     print(f"wrote {write_report(args.folder, args.to)}")
+    return 0
+
+
+def split(args) -> int:
+    from weightzoo.output.splits import split_dataset
+
+    counts = split_dataset(
+        args.folder, args.to, args.validation, args.test, args.hold_out_combinations, args.seed
+    )
+    print(f"wrote {args.to}: " + ", ".join(f"{name} {n}" for name, n in counts.items()))
+    print(f'  load it with: datasets.load_dataset("{args.to}")')
     return 0
 
 

@@ -25,7 +25,12 @@ TAGS = ("interpretability", "mechanistic-interpretability", "neural-network-weig
 
 
 def _shards(out: Path, kind: str) -> list[Path]:
-    return sorted((out / kind).glob("cohort-*.parquet"))
+    return sorted((out / kind).glob("*.parquet"))  # cohort-K shards, or a split folder's train-/test-
+
+
+def _splits(out: Path) -> list[str]:
+    """The splits a `weightzoo split` folder holds, in order; none for a run's own folder."""
+    return [s for s in ("train", "validation", "test") if (out / "data" / f"{s}-00000.parquet").exists()]
 
 
 def _read_info(out: Path) -> dict:
@@ -130,7 +135,7 @@ def _label_quality(metadata: list[dict]) -> list[str]:
     ]
 
 
-def _front_matter(license: str, accepted: int) -> str:
+def _front_matter(license: str, accepted: int, splits: list[str] | None = None) -> str:
     if accepted < 1_000:
         size = "n<1K"
     elif accepted < 10_000:
@@ -152,10 +157,11 @@ def _front_matter(license: str, accepted: int) -> str:
         "configs:",
         "- config_name: default",
         "  data_files:",
-        "  - split: train",
-        "    path: data/*.parquet",
-        "---",
     ]
+    for split in splits or ["train"]:
+        pattern = f"data/{split}-*.parquet" if splits else "data/*.parquet"
+        lines += [f"  - split: {split}", f"    path: {pattern}"]
+    lines.append("---")
     return "\n".join(lines)
 
 
@@ -282,7 +288,7 @@ def dataset_card(out: Path, license: str = "other") -> str:
 
     status = "complete" if info.get("complete") else "incomplete (run in progress or stopped)"
     lines = [
-        _front_matter(license, accepted),
+        _front_matter(license, accepted, _splits(out)),
         "",
         "# weightzoo dataset",
         "",
