@@ -228,3 +228,18 @@ def test_lm_eval_loads_the_task(dataset, tmp_path):
         assert task.doc_to_text(doc) == doc[f"{name.removeprefix('weightzoo_')}_prompt"]
         scores = task.process_results(doc, [doc[f"{name.removeprefix('weightzoo_')}_completion"]])
         assert scores.get("exact_match", 1.0) == 1.0 and scores.get("agreement", 1.0) == 1.0
+
+
+def test_repairs_can_be_scored_on_a_benchmark_file(dataset, tmp_path):
+    from weightzoo.data.probe_sets import make_benchmark_set, read_probe_file
+
+    cfg, rows = read_dataset(dataset)
+    enabled = tuple(cfg.dataset.patterns.enabled_patterns)
+    signature = read_probe_file(dataset / "inputs" / "signature_dataset.json", cfg.space, enabled)
+    bench, _ = make_benchmark_set(cfg.space, enabled, enabled, 30, 7, signature)
+    (tmp_path / "bench.json").write_text(json.dumps(bench))
+    _write(tmp_path / "oracle.jsonl", {i: row["modification_completion"] for i, row in rows.items()})
+    report = evaluate(dataset, tmp_path / "oracle.jsonl", "modification", benchmark=tmp_path / "bench.json")
+    assert report["sequences"] == str(tmp_path / "bench.json")
+    assert report["completions"]["agreement"] == 1.0
+    assert report["baselines"]["identity"]["target_gain"] == 0.0

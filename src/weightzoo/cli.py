@@ -136,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the report goes, as PATH.json and PATH.md (default: beside the completions)",
     )
     ev.add_argument("--fresh", type=_count, default=500, help="fresh sequences per pattern (default 500)")
+    ev.add_argument(
+        "--benchmark",
+        type=Path,
+        help="score repairs on this benchmark file's sequences instead of fresh ones",
+    )
     ev.set_defaults(handler=evaluate)
 
     ht = commands.add_parser("harness-task", help="write an lm-evaluation-harness task for a dataset")
@@ -297,7 +302,7 @@ def evaluate(args) -> int:
     from weightzoo.research.evaluate import evaluate as score
     from weightzoo.research.evaluate import markdown, write_report
 
-    report = score(args.folder, args.completions, args.task, args.fresh)
+    report = score(args.folder, args.completions, args.task, args.fresh, args.benchmark)
     prefix = args.report or args.completions.with_name(args.completions.stem + f".{args.task}-report")
     json_path, md_path = write_report(report, prefix)
     print(markdown(report), end="")

@@ -191,6 +191,7 @@ class FreshData:
     rng: np.random.Generator
     n: int
     negatives: dict[tuple, np.ndarray]
+    benchmark: tuple | None = None  # (sequences, match matrix, enabled) when scored on a benchmark file
 
     @classmethod
     def draw(cls, cfg, n: int) -> FreshData:
@@ -201,7 +202,26 @@ class FreshData:
         members = fresh_members(cfg.space, enabled, n, rng, pools).members
         return cls(cfg, members, rng, n, {})
 
+    @classmethod
+    def from_benchmark(cls, cfg, path: Path) -> FreshData:
+        """The sequences of a benchmark file (`create-benchmark-dataset`, disjoint from the signature
+        set) instead of fresh draws: each pattern's members, and as negatives of a model the rows that
+        match none of its selected patterns."""
+        from weightzoo.data.patterns import match_matrix
+        from weightzoo.data.probe_sets import read_probe_file
+
+        enabled = tuple(cfg.dataset.patterns.enabled_patterns)
+        bench = read_probe_file(Path(path), cfg.space, enabled, role="benchmark")
+        hits = match_matrix(bench.sequences, enabled, cfg.space)
+        members = {p: bench.sequences[hits[:, k]] for k, p in enumerate(enabled)}
+        rng = np.random.default_rng(FRESH_SEED)
+        return cls(cfg, members, rng, len(bench.sequences), {}, (bench.sequences, hits, enabled))
+
     def negatives_for(self, selected: tuple) -> np.ndarray:
+        if self.benchmark is not None:
+            sequences, hits, enabled = self.benchmark
+            columns = [enabled.index(p) for p in selected]
+            return sequences[~hits[:, columns].any(axis=1)]
         if selected not in self.negatives:
             self.negatives[selected] = fresh_negatives(self.cfg.space, selected, self.n, self.rng)
         return self.negatives[selected]
@@ -294,10 +314,12 @@ def _summary(scores: list[dict]) -> dict:
     }
 
 
-def evaluate_modification(cfg, rows: dict[int, dict], completions: dict[int, str], fresh_n: int) -> dict:
+def evaluate_modification(
+    cfg, rows: dict[int, dict], completions: dict[int, str], fresh_n: int, benchmark: Path | None = None
+) -> dict:
     if all(rows[i]["modification_completion"] is None for i in rows):
         raise UserError("the dataset has no modification completions (task_generation.include_modification)")
-    fresh = FreshData.draw(cfg, fresh_n)
+    fresh = FreshData.from_benchmark(cfg, benchmark) if benchmark else FreshData.draw(cfg, fresh_n)
     fmt = number_format(cfg)
     ids = sorted(rows)
     scored = [score_repair(rows[i], completions.get(i), cfg, fresh) for i in ids]
@@ -310,7 +332,7 @@ def evaluate_modification(cfg, rows: dict[int, dict], completions: dict[int, str
     return {
         "completions": _summary(scored),
         "baselines": {"identity": _summary(identity), "oracle": _summary(oracle)},
-        "fresh_sequences_per_group": fresh_n,
+        "sequences": str(benchmark) if benchmark else f"{fresh_n} fresh per pattern and per negative set",
         "per_example": scored,
     }
 
@@ -320,7 +342,9 @@ def evaluate_modification(cfg, rows: dict[int, dict], completions: dict[int, str
 # ---------------------------------------------------------------------------------------------------------
 
 
-def evaluate(folder: Path, completions_path: Path, task: str, fresh_n: int = 500) -> dict:
+def evaluate(
+    folder: Path, completions_path: Path, task: str, fresh_n: int = 500, benchmark: Path | None = None
+) -> dict:
     if task not in TASKS:
         raise UserError(f"--task: {task!r} is not one of {', '.join(TASKS)}")
     cfg, rows = read_dataset(folder)
@@ -329,7 +353,7 @@ def evaluate(folder: Path, completions_path: Path, task: str, fresh_n: int = 500
     if task == "classification":
         report = evaluate_classification(cfg, rows, completions)
     else:
-        report = evaluate_modification(cfg, rows, completions, fresh_n)
+        report = evaluate_modification(cfg, rows, completions, fresh_n, benchmark)
     return {
         "task": task,
         "dataset": str(Path(folder).resolve()),
