@@ -128,3 +128,36 @@ def test_a_cluster_address_nothing_answers_at_is_one_clear_line_at_once(tmp_path
     err = capsys.readouterr().err
     assert code == 2 and "no Ray cluster answers at 127.0.0.1:" in err and "Traceback" not in err
     assert time.monotonic() - started < 30
+
+
+def test_a_run_on_ray_refuses_a_foreign_folder_before_starting_ray(tmp_path):
+    cfg = tiny_config(tmp_path, pipeline={"backend": "ray"})
+    cfg.pipeline.output_dir.mkdir(parents=True)
+    (cfg.pipeline.output_dir / "notes.txt").write_text("mine")
+    from weightzoo.errors import UserError
+
+    with pytest.raises(UserError, match="not made by weightzoo"):
+        run_data_gen(cfg, workers=2, log=lambda _: None, cohort_size=COHORT)
+    assert not ray.is_initialized()
+    assert (cfg.pipeline.output_dir / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.slow
+def test_a_ray_run_killed_mid_run_resumes_on_ray_to_the_bytes_of_a_local_run(tmp_path):
+    """The store's resume guarantee on the Ray backend: the driver SIGKILLed (its local Ray with it)
+    after the first shard, then run again on Ray."""
+    from test_pipeline import run_until_first_shard
+
+    from weightzoo.output.cohorts import cohort_path
+
+    (tmp_path / "local").mkdir()
+    (tmp_path / "ray").mkdir()
+    local = tiny_config(tmp_path / "local")
+    run_data_gen(local, workers=1, log=lambda _: None, cohort_size=COHORT)
+    on_ray = tiny_config(tmp_path / "ray", pipeline={"backend": "ray"})
+    child = run_until_first_shard(tmp_path / "ray", workers=2)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert cohort_path(on_ray.pipeline.output_dir, "data", 0).exists()
+    run_data_gen(on_ray, workers=2, log=lambda _: None, cohort_size=COHORT)
+    assert shard_bytes(on_ray.pipeline.output_dir) == shard_bytes(local.pipeline.output_dir)
