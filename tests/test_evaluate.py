@@ -8,7 +8,6 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_pipeline import COHORT, tiny_config
 
 from weightzoo.cli import main
 from weightzoo.errors import UserError
@@ -20,15 +19,11 @@ from weightzoo.research.evaluate import (
     read_dataset,
     score_repair,
 )
-from weightzoo.run.pipeline import run_data_gen
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("dataset")
-    cfg = tiny_config(folder)
-    run_data_gen(cfg, workers=1, log=lambda _: None, cohort_size=COHORT)
-    return cfg.pipeline.output_dir
+def dataset(finished_dataset):
+    return finished_dataset
 
 
 @pytest.fixture(scope="module")
@@ -213,13 +208,13 @@ def test_the_harness_task_scores_the_oracle_as_perfect(dataset, tmp_path):
 
 def test_lm_eval_loads_the_task(dataset, tmp_path):
     pytest.importorskip("lm_eval")
-    from lm_eval.tasks import TaskManager, get_task_dict
+    from lm_eval.tasks import TaskManager
 
     from weightzoo.research.harness import write_task
 
     write_task(dataset, tmp_path / "task", fresh=100)
     manager = TaskManager(include_path=str(tmp_path / "task"))
-    tasks = get_task_dict(["weightzoo_classification", "weightzoo_modification"], manager)
+    tasks = manager.load(["weightzoo_classification", "weightzoo_modification"])["tasks"]
     _, rows = read_dataset(dataset)
     for name, task in tasks.items():
         docs = list(task.test_docs())

@@ -9,21 +9,17 @@ import shutil
 import subprocess
 
 import pytest
-from test_pipeline import COHORT, tiny_config
 
 from weightzoo.cli import main
 from weightzoo.research.inspect_report import report_html, write_report
-from weightzoo.run.pipeline import run_data_gen
 
 TITLES = ["Acceptance", "Per-pattern recall", "Target gain and off-target change", "Token lengths"]
 TITLES += ["Architectures", "Patterns"]
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    cfg = tiny_config(tmp_path_factory.mktemp("inspect"))
-    run_data_gen(cfg, workers=1, log=lambda _: None, cohort_size=COHORT)
-    return cfg.pipeline.output_dir
+def dataset(finished_dataset):
+    return finished_dataset
 
 
 def test_the_page_embeds_every_plot_as_a_png(dataset):

@@ -7,23 +7,18 @@ import json
 import pyarrow.parquet as pq
 import pytest
 import torch
-from test_pipeline import COHORT, tiny_config
 
 from weightzoo.cli import main
 from weightzoo.engine.model import ModelSpec
 from weightzoo.errors import UserError
 from weightzoo.output.render import render
 from weightzoo.output.rows import TEXT_COLUMNS
-from weightzoo.run.pipeline import run_data_gen
 from weightzoo.text import parse_weights
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("source")
-    cfg = tiny_config(folder)
-    run_data_gen(cfg, workers=1, log=lambda _: None, cohort_size=COHORT)
-    return cfg.pipeline.output_dir
+def dataset(finished_dataset):
+    return finished_dataset
 
 
 def _rows(out, kind="data") -> list[dict]:

@@ -26,14 +26,15 @@ from weightzoo.output.store import REPORT
 WINDOWS = (8192, 32768, 131072)
 
 
-def _figure():
+def _figure(columns: int = 1):
+    """A figure of `columns` plots side by side (drawn off screen), as (pyplot, figure, axes)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7.5, 3.6), dpi=100)
-    return plt, fig, ax
+    fig, axes = plt.subplots(1, columns, figsize=(7.5, 3.6), dpi=100)
+    return plt, fig, axes
 
 
 def _png(plt, fig) -> str:
@@ -42,6 +43,17 @@ def _png(plt, fig) -> str:
     fig.savefig(buffer, format="png")
     plt.close(fig)
     return base64.b64encode(buffer.getvalue()).decode()
+
+
+def _paired_bars(ax, labels: list[str], series: dict[str, tuple[list[float], str]], ylabel: str, title: str):
+    """Two bars per label, side by side: `series` maps a legend name to (values, colour)."""
+    x = range(len(labels))
+    for offset, (name, (values, colour)) in zip((-0.2, 0.2), series.items(), strict=True):
+        ax.bar([i + offset for i in x], values, width=0.4, label=name, color=colour)
+    ax.set_xticks(list(x), labels, rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
 
 
 def _rows(folder: Path, kind: str, columns: list[str]) -> list[dict]:
@@ -71,14 +83,9 @@ def recall_plot(metadata: list[dict], enabled: list[str]) -> str:
             for pattern, recall in (m.get("held_out", {}).get("recall", {}).get(which) or {}).items():
                 values[pattern].append(recall)
         means[which] = [sum(values[p]) / len(values[p]) if values[p] else 0.0 for p in enabled]
-    x = range(len(enabled))
-    ax.bar([i - 0.2 for i in x], means["degraded"], width=0.4, label="degraded", color="#8172b2")
-    ax.bar([i + 0.2 for i in x], means["improved"], width=0.4, label="improved", color="#4c72b0")
-    ax.set_xticks(list(x), enabled, rotation=60, ha="right", fontsize=8)
+    series = {"degraded": (means["degraded"], "#8172b2"), "improved": (means["improved"], "#4c72b0")}
+    _paired_bars(ax, enabled, series, "mean held-out recall", "Per-pattern recall of both models")
     ax.set_ylim(0, 1.05)
-    ax.set_ylabel("mean held-out recall")
-    ax.set_title("Per-pattern recall of both models")
-    ax.legend(fontsize=8)
     return _png(plt, fig)
 
 
@@ -125,9 +132,7 @@ def tokens_plot(lengths: dict[str, list[int]], source: str) -> str:
 
 
 def architectures_plot(metadata: list[dict]) -> str:
-    plt, fig, _ = _figure()
-    plt.close(fig)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(7.5, 3.2), dpi=100)
+    plt, fig, (left, right) = _figure(columns=2)
     configs = [m["model_config"] for m in metadata]
     shapes = collections.Counter((c["num_layers"], c["neurons_per_layer"]) for c in configs)
     if shapes:
@@ -150,13 +155,9 @@ def patterns_plot(metadata: list[dict], enabled: list[str]) -> str:
     plt, fig, ax = _figure()
     selected = collections.Counter(p for m in metadata for p in m["selected_patterns"])
     targeted = collections.Counter(m["target_pattern"] for m in metadata)
-    x = range(len(enabled))
-    ax.bar([i - 0.2 for i in x], [selected[p] for p in enabled], width=0.4, label="selected", color="#4c72b0")
-    ax.bar([i + 0.2 for i in x], [targeted[p] for p in enabled], width=0.4, label="target", color="#dd8452")
-    ax.set_xticks(list(x), enabled, rotation=60, ha="right", fontsize=8)
-    ax.set_ylabel("accepted examples")
-    ax.set_title("Patterns drawn")
-    ax.legend(fontsize=8)
+    series = {"selected": ([selected[p] for p in enabled], "#4c72b0")}
+    series["target"] = ([targeted[p] for p in enabled], "#dd8452")
+    _paired_bars(ax, enabled, series, "accepted examples", "Patterns drawn")
     return _png(plt, fig)
 
 
