@@ -102,3 +102,29 @@ def test_bad_options_are_one_line(dataset, tmp_path, options, message):
     with pytest.raises(UserError, match=message):
         split_dataset(dataset, tmp_path / "x", **options)
     assert main(["split", str(tmp_path / "nothing"), "--to", str(tmp_path / "y")]) == 2
+
+
+def test_a_split_folder_is_read_by_the_other_commands(dataset, tmp_path):
+    from weightzoo.output.render import render
+    from weightzoo.research.evaluate import evaluate, read_dataset
+    from weightzoo.research.inspect_report import report_html
+
+    counts = split_dataset(dataset, tmp_path / "split", validation=0.2, test=0.3, seed=2)
+    _, test_rows = read_dataset(tmp_path / "split", split="test")
+    assert len(test_rows) == counts["test"] > 0
+    oracle = tmp_path / "oracle.jsonl"
+    oracle.write_text(
+        "".join(
+            json.dumps({"example_id": i, "completion": r["classification_completion"]}) + "\n"
+            for i, r in test_rows.items()
+        )
+    )
+    report = evaluate(tmp_path / "split", oracle, "classification", split="test")
+    assert report["examples"] == counts["test"] and report["completions"]["exact_match"] == 1.0
+    assert report_html(tmp_path / "split").count("<img ") == 6
+    render(tmp_path / "split", tmp_path / "grid", {"numbers": "grid"}, log=lambda _: None)
+    assert sorted(p.name for p in (tmp_path / "grid" / "data").iterdir()) == sorted(
+        f"{name}-00000.parquet" for name, n in counts.items() if n
+    )
+    with pytest.raises(UserError, match="no validation2 split"):
+        read_dataset(tmp_path / "split", split="validation2")

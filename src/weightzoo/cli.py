@@ -141,6 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="score repairs on this benchmark file's sequences instead of fresh ones",
     )
+    ev.add_argument("--split", help="score only this split of a `weightzoo split` folder (e.g. test)")
     ev.set_defaults(handler=evaluate)
 
     ht = commands.add_parser("harness-task", help="write an lm-evaluation-harness task for a dataset")
@@ -300,9 +301,9 @@ def render(args) -> int:
 
 def evaluate(args) -> int:
     from weightzoo.research.evaluate import evaluate as score
-    from weightzoo.research.evaluate import markdown, write_report
+    from weightzoo.research.evaluation_report import markdown, write_report
 
-    report = score(args.folder, args.completions, args.task, args.fresh, args.benchmark)
+    report = score(args.folder, args.completions, args.task, args.fresh, args.benchmark, args.split)
     prefix = args.report or args.completions.with_name(args.completions.stem + f".{args.task}-report")
     json_path, md_path = write_report(report, prefix)
     print(markdown(report), end="")

@@ -93,7 +93,7 @@ def render(source: Path, target: Path, changes: dict[str, Any], log=print) -> Pa
 
     for kind in ("data", "rejected"):
         (target / kind).mkdir()
-        for shard in sorted((source / kind).glob("cohort-*.parquet")):
+        for shard in sorted((source / kind).glob("*.parquet")):
             if kind == "rejected":
                 shutil.copyfile(shard, target / kind / shard.name)
                 continue

@@ -92,8 +92,9 @@ def read_completions(path: Path) -> dict[int, str]:
     return out
 
 
-def read_dataset(folder: Path) -> tuple[Any, dict[int, dict]]:
-    """The dataset's config and its accepted rows by example_id."""
+def read_dataset(folder: Path, split: str | None = None) -> tuple[Any, dict[int, dict]]:
+    """The dataset's config and its accepted rows by example_id: all of them, or one split's (a
+    `weightzoo split` folder's `data/SPLIT-*.parquet`)."""
     from weightzoo.config import parse_config
 
     folder = Path(folder)
@@ -103,11 +104,12 @@ def read_dataset(folder: Path) -> tuple[Any, dict[int, dict]]:
         raise UserError(f"{folder}: no readable dataset_info.json: not a weightzoo output folder") from None
     cfg = parse_config(info["config"], source=str(folder / "dataset_info.json"))
     rows = {}
-    for shard in sorted((folder / "data").glob("cohort-*.parquet")):
+    for shard in sorted((folder / "data").glob(f"{split}-*.parquet" if split else "*.parquet")):
         for row in pq.read_table(shard).to_pylist():
             rows[row["example_id"]] = row
     if not rows:
-        raise UserError(f"{folder}: the dataset has no rows")
+        where = f"no {split} split (data/{split}-*.parquet)" if split else "no rows"
+        raise UserError(f"{folder}: the dataset has {where}")
     return cfg, rows
 
 
@@ -343,11 +345,16 @@ def evaluate_modification(
 
 
 def evaluate(
-    folder: Path, completions_path: Path, task: str, fresh_n: int = 500, benchmark: Path | None = None
+    folder: Path,
+    completions_path: Path,
+    task: str,
+    fresh_n: int = 500,
+    benchmark: Path | None = None,
+    split: str | None = None,
 ) -> dict:
     if task not in TASKS:
         raise UserError(f"--task: {task!r} is not one of {', '.join(TASKS)}")
-    cfg, rows = read_dataset(folder)
+    cfg, rows = read_dataset(folder, split)
     completions = read_completions(completions_path)
     foreign = sorted(set(completions) - set(rows))
     if task == "classification":
@@ -357,6 +364,7 @@ def evaluate(
     return {
         "task": task,
         "dataset": str(Path(folder).resolve()),
+        "split": split,
         "completions_file": str(Path(completions_path).resolve()),
         "examples": len(rows),
         "completions_given": len(set(completions) & set(rows)),
@@ -364,54 +372,3 @@ def evaluate(
         "completions_for_no_example": len(foreign),
         **report,
     }
-
-
-def _fmt(value) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)
-
-
-def markdown(report: dict) -> str:
-    """The report as Markdown: the scores beside the baselines, then what failed and why."""
-    lines = [
-        f"# Evaluation: {report['task']}",
-        "",
-        f"Dataset `{report['dataset']}`, completions `{report['completions_file']}`: "
-        f"{report['completions_given']} of {report['examples']} examples have a completion "
-        f"({report['completions_missing']} missing, scored as failures; "
-        f"{report['completions_for_no_example']} for no example of the dataset, ignored).",
-        "",
-    ]
-    columns = {"completions": report["completions"], **report["baselines"]}
-    if report["task"] == "classification":
-        keys = ("exact_match", "hamming_accuracy", "micro_f1", "macro_f1", "unknown_names")
-    else:
-        keys = ("success_rate", "parsed", "target_accuracy", "degraded_target_accuracy", "target_gain")
-        keys += ("gain_vs_oracle", "others_change", "negatives_change", "agreement")
-    lines += ["| score | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
-    for key in keys:
-        lines.append(f"| {key} | " + " | ".join(_fmt(c.get(key)) for c in columns.values()) + " |")
-    if report["task"] == "classification":
-        lines += ["", "| pattern | F1 | oracle | majority |", "|---|---|---|---|"]
-        for pattern, value in report["completions"]["per_pattern_f1"].items():
-            base = [report["baselines"][b]["per_pattern_f1"][pattern] for b in ("oracle", "majority")]
-            lines.append(f"| {pattern} | {_fmt(value)} | {_fmt(base[0])} | {_fmt(base[1])} |")
-    else:
-        failures = report["completions"]["failures"]
-        if failures:
-            lines += ["", "Completions that did not parse, by reason:", ""]
-            lines += [f"- {reason}: {count}" for reason, count in failures.items()]
-    return "\n".join(lines) + "\n"
-
-
-def write_report(report: dict, prefix: Path) -> tuple[Path, Path]:
-    from weightzoo.output.files import write_json_atomic, write_text_atomic
-
-    prefix = Path(prefix)
-    json_path, md_path = prefix.with_name(prefix.name + ".json"), prefix.with_name(prefix.name + ".md")
-    write_json_atomic(json_path, report)
-    write_text_atomic(md_path, markdown(report))
-    return json_path, md_path

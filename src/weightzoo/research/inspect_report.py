@@ -58,7 +58,7 @@ def _paired_bars(ax, labels: list[str], series: dict[str, tuple[list[float], str
 
 def _rows(folder: Path, kind: str, columns: list[str]) -> list[dict]:
     rows = []
-    for shard in sorted((folder / kind).glob("cohort-*.parquet")):
+    for shard in sorted((folder / kind).glob("*.parquet")):
         table = pq.read_table(shard)
         rows += table.select([c for c in columns if c in table.column_names]).to_pylist()
     return rows
