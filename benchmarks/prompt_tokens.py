@@ -30,8 +30,8 @@ import yaml
 
 from weightzoo.config import parse_config
 from weightzoo.data.probe_sets import make_signature_set, parse_probe_file
-from weightzoo.engine.model import ModelSpec, encode_inputs, init_weights, predict_logits
-from weightzoo.output.render import render_row, stored_model
+from weightzoo.engine.model import ModelSpec, encode_inputs, init_weights, predict_logits, stored_weights
+from weightzoo.output.render import render_row
 from weightzoo.output.rows import number_format
 from weightzoo.run.stages import run_stages
 from weightzoo.signatures import signature
@@ -131,7 +131,7 @@ def main() -> None:
             texts = render_row(cfg, row)
             prompts.append(texts["modification_prompt"])
             completions.append(texts["modification_completion"])
-            spec, improved = stored_model(row["improved_model_weights"])
+            spec, improved = stored_weights(row["improved_model_weights"])
             block = weights_block(spec, improved, number_format(cfg))
             per_param.append(counter.count([block])[0] / num_parameters(spec))
             if name == "grid":

@@ -208,3 +208,14 @@ def build_model(spec: ModelSpec, weights: dict[str, torch.Tensor], dtype=torch.f
     model = SubjectMLP(spec).to(dtype)
     model.load_state_dict({k: torch.as_tensor(v, dtype=dtype) for k, v in weights.items()})
     return model
+
+
+def stored_weights(weights_json: str) -> tuple[ModelSpec, dict[str, torch.Tensor]]:
+    """A row's `*_model_weights` column: the model's spec and its float32 weights, as stored."""
+    import json
+
+    document = json.loads(weights_json)
+    spec = ModelSpec.from_config(document["config"])
+    return spec, {
+        name: torch.tensor(value, dtype=torch.float32) for name, value in document["weights"].items()
+    }

@@ -28,7 +28,7 @@ import torch
 from weightzoo.data.patterns import PATTERNS
 from weightzoo.data.pools import row_keys, sample_members
 from weightzoo.data.space import SequenceSpace
-from weightzoo.engine.model import ModelSpec, SubjectMLP, encode_inputs
+from weightzoo.engine.model import ModelSpec, SubjectMLP, encode_inputs, stored_weights
 
 NEGATIVE = "negative"
 
@@ -88,10 +88,9 @@ def fresh_negatives(
 
 def rebuild(weights_json: str) -> tuple[ModelSpec, torch.nn.Module]:
     """A stored model (a `*_model_weights` column) as a plain PyTorch module in eval mode."""
-    stored = json.loads(weights_json)
-    spec = ModelSpec.from_config(stored["config"])
+    spec, weights = stored_weights(weights_json)
     model = SubjectMLP(spec)
-    model.load_state_dict({k: torch.tensor(v, dtype=torch.float32) for k, v in stored["weights"].items()})
+    model.load_state_dict(weights)
     return spec, model.eval()
 
 

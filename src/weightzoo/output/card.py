@@ -17,10 +17,11 @@ import pyarrow.parquet as pq
 
 from weightzoo.errors import UserError
 from weightzoo.output.files import sha256_file, write_text_atomic
-from weightzoo.output.store import CARD, INFO, PINNED_SIGNATURE
+from weightzoo.output.store import CARD, PINNED_SIGNATURE, read_manifest
 
 TEXT_COLUMNS = ("modification_text", "classification_text")
 WINDOWS = (8192, 32768, 131072)  # context windows of common fine-tuning setups
+TOKEN_SAMPLE = 2000  # rows per column whose tokens are counted (evenly spaced); characters use every row
 TAGS = ("interpretability", "mechanistic-interpretability", "neural-network-weights", "synthetic")
 
 
@@ -31,16 +32,6 @@ def _shards(out: Path, kind: str) -> list[Path]:
 def _splits(out: Path) -> list[str]:
     """The splits a `weightzoo split` folder holds, in order; none for a run's own folder."""
     return [s for s in ("train", "validation", "test") if (out / "data" / f"{s}-00000.parquet").exists()]
-
-
-def _read_info(out: Path) -> dict:
-    path = out / INFO
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{out} holds no {INFO}: not a weightzoo output folder") from None
-    except (OSError, ValueError) as e:
-        raise UserError(f"cannot read {path}: {e}") from None
 
 
 def _column(paths: list[Path], name: str) -> list:
@@ -223,7 +214,7 @@ def _or_other(limit) -> str:
     return "as other patterns" if limit is None else str(limit)
 
 
-def _counter(config: dict):
+def token_counter_for(config: dict):
     """The token counter for the card, and the sentence that says how tokens were counted: the
     tokenizer `signature.prompt_format.tokenizer` names, else the bundled Llama 3 tokenizer, else an
     estimate, said to be one (also when the named tokenizer cannot be loaded where the card is written)."""
@@ -249,7 +240,7 @@ def _counter(config: dict):
 def dataset_card(out: Path, license: str = "other") -> str:
     """The README.md text for the dataset in `out` (a run-data-gen output folder)."""
     out = Path(out)
-    info = _read_info(out)
+    info = read_manifest(out)
     data, rejected = _shards(out, "data"), _shards(out, "rejected")
 
     metadata = [json.loads(m) for m in _column(data, "metadata") if m]
@@ -330,7 +321,7 @@ def dataset_card(out: Path, license: str = "other") -> str:
         gain = f"{(i - d) * 100:+.1f} pts" if d is not None and i is not None else "n/a"
         lines.append(f"| {p} | {len(entry['n'])} | {_pct(d)} | {_pct(i)} | {gain} |")
     lines += ["", *_label_quality(metadata)]
-    counter, counted_by = _counter(config)
+    counter, counted_by = token_counter_for(config)
     unit = "tokens" if counter.exact else "tokens (est.)"
     lines += [
         "## Token statistics",
@@ -347,7 +338,7 @@ def dataset_card(out: Path, license: str = "other") -> str:
             lines.append(f"| {column} | 0 | – | – | – | – |")
             continue
         chars = [len(t) for t in texts]
-        tokens = counter.count(texts)
+        tokens = counter.count_sample(texts, TOKEN_SAMPLE)
         lines.append(
             f"| {column} | {len(texts)} | {sum(chars) / len(chars):.1f} | {max(chars)} | "
             f"{sum(tokens) / len(tokens):.1f} | {max(tokens)} |"
@@ -356,6 +347,8 @@ def dataset_card(out: Path, license: str = "other") -> str:
         fits.append(f"- `{column}`: {shares}")
     if fits:
         lines += ["", "Rows whose whole text fits a context window of 8k, 32k and 128k tokens:", "", *fits]
+    if accepted > TOKEN_SAMPLE:
+        lines += ["", f"Token figures are from {TOKEN_SAMPLE:,} evenly spaced rows of each column."]
     lines += [
         "",
         "## Provenance",

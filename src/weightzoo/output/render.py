@@ -22,48 +22,20 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import torch
 
+from weightzoo.engine.model import stored_weights
 from weightzoo.errors import UserError
 from weightzoo.output.files import write_atomic, write_json_atomic
 from weightzoo.output.rows import TEXT_COLUMNS, row_texts
-from weightzoo.output.store import INFO, MARKER, MARKER_DOCUMENT, PINNED_SIGNATURE
+from weightzoo.output.store import INFO, PINNED_SIGNATURE, new_folder, read_manifest
 
 FORMAT_OPTIONS = ("style", "decimals", "compact_numbers", "numbers")
 
 
-def stored_model(weights_json: str) -> tuple[Any, dict[str, torch.Tensor]]:
-    from weightzoo.engine.model import ModelSpec
-
-    document = json.loads(weights_json)
-    spec = ModelSpec.from_config(document["config"])
-    weights = {name: torch.tensor(value, dtype=torch.float32) for name, value in document["weights"].items()}
-    return spec, weights
-
-
-def _read_info(source: Path) -> dict:
-    try:
-        info = json.loads((source / INFO).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{source}: no {INFO}: not a weightzoo output folder") from None
-    except (OSError, ValueError) as e:
-        raise UserError(f"{source / INFO}: cannot be read ({e})") from None
-    if not info.get("complete"):
-        raise UserError(f"{source}: the run is not complete; finish it (run-data-gen) before rendering")
-    return info
-
-
-def _new_folder(target: Path) -> None:
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise UserError(f"--to: {target} exists and is not an empty folder; render writes a new folder")
-    target.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(target / MARKER, MARKER_DOCUMENT)
-
-
 def render_row(cfg, row: dict) -> dict[str, str | None]:
     """A stored row's text columns under `cfg`'s format options."""
-    spec, degraded = stored_model(row["degraded_model_weights"])
-    _, improved = stored_model(row["improved_model_weights"])
+    spec, degraded = stored_weights(row["degraded_model_weights"])
+    _, improved = stored_weights(row["improved_model_weights"])
     signatures = {
         "degraded": json.loads(row["degraded_signature"]),
         "improved": json.loads(row["improved_signature"]),
@@ -83,13 +55,13 @@ def render(source: Path, target: Path, changes: dict[str, Any], log=print) -> Pa
     unknown = sorted(set(changes) - set(FORMAT_OPTIONS))
     if unknown:
         raise UserError(f"render changes only {', '.join(FORMAT_OPTIONS)}, not {', '.join(unknown)}")
-    info = _read_info(source)
+    info = read_manifest(source, finished=True)
     raw = copy.deepcopy(info["config"])
     raw["signature"]["prompt_format"].update(changes)
     cfg = parse_config(raw, source=f"{source / INFO} with {changes}")
     if source.resolve() == target.resolve():
         raise UserError("--to: the new folder must not be the source folder")
-    _new_folder(target)
+    new_folder(target)
 
     for kind in ("data", "rejected"):
         (target / kind).mkdir()

@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from weightzoo.errors import UserError
 from weightzoo.output.files import write_atomic, write_json_atomic
-from weightzoo.output.store import INFO, MARKER, MARKER_DOCUMENT, PINNED_SIGNATURE
+from weightzoo.output.store import INFO, PINNED_SIGNATURE, new_folder, read_manifest
 
 SPLITS = ("train", "validation", "test")
 
@@ -82,12 +82,7 @@ def split_dataset(
     from weightzoo.output.card import write_card
 
     source, target = Path(source), Path(target)
-    try:
-        info = json.loads((source / INFO).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise UserError(f"{source}: no readable {INFO}: not a weightzoo output folder") from None
-    if not info.get("complete"):
-        raise UserError(f"{source}: the run is not complete; finish it (run-data-gen) before splitting")
+    info = read_manifest(source, finished=True)
     shards = sorted((source / "data").glob("*.parquet"))
     tables = [pq.read_table(s) for s in shards]
     if not tables or sum(t.num_rows for t in tables) == 0:
@@ -95,10 +90,7 @@ def split_dataset(
     table = pa.concat_tables(tables).combine_chunks()
     rows = table.select(["example_id", "metadata", "improved_model_weights"]).to_pylist()
     splits, held = assign(rows, validation, test, hold_out_combinations, seed)
-    if target.exists() and (not target.is_dir() or any(target.iterdir())):
-        raise UserError(f"--to: {target} exists and is not an empty folder; split writes a new folder")
-    (target / "data").mkdir(parents=True, exist_ok=True)
-    write_json_atomic(target / MARKER, MARKER_DOCUMENT)
+    (new_folder(target) / "data").mkdir()
     counts = {}
     for name in SPLITS:
         keep = pa.array([s == name for s in splits])

@@ -151,3 +151,30 @@ def pin_signature_file(out: Path, source: Path, raw: bytes) -> Path:
     if not (pinned.is_file() and pinned.read_bytes() == raw):
         write_atomic(pinned, lambda tmp: tmp.write_bytes(raw))
     return pinned
+
+
+def read_manifest(out: Path, finished: bool = False) -> dict:
+    """A dataset folder's `dataset_info.json`; `finished`: the run must have completed (the commands
+    that read a dataset need every shard in place)."""
+    path = Path(out) / INFO
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{out} holds no {INFO}: not a weightzoo output folder") from None
+    except (OSError, ValueError) as e:
+        raise UserError(f"cannot read {path}: {e}") from None
+    if not isinstance(info, dict):
+        raise UserError(f"cannot read {path}: not a JSON object")
+    if finished and not info.get("complete"):
+        raise UserError(f"{out}: the run is not complete; finish it (run-data-gen) first")
+    return info
+
+
+def new_folder(target: Path, key: str = "--to") -> Path:
+    """A folder made for a derived dataset (render, split): new or empty, then marked as weightzoo's."""
+    target = Path(target)
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise UserError(f"{key}: {target} exists and is not an empty folder; a new folder is written")
+    target.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(target / MARKER, MARKER_DOCUMENT)
+    return target

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import collections
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,11 +43,11 @@ import pyarrow.parquet as pq
 import torch
 
 from weightzoo.data.pools import build_pools
-from weightzoo.engine.model import ModelSpec, encode_inputs, predict_logits
+from weightzoo.engine.model import ModelSpec, encode_inputs, predict_logits, stored_weights
 from weightzoo.errors import UserError, shorten
 from weightzoo.judge.audit import fresh_members, fresh_negatives
-from weightzoo.output.render import stored_model
 from weightzoo.output.rows import number_format
+from weightzoo.output.store import read_manifest
 from weightzoo.text import parse_weights, weights_block
 
 TASKS = ("classification", "modification")
@@ -98,10 +98,7 @@ def read_dataset(folder: Path, split: str | None = None) -> tuple[Any, dict[int,
     from weightzoo.config import parse_config
 
     folder = Path(folder)
-    try:
-        info = json.loads((folder / "dataset_info.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise UserError(f"{folder}: no readable dataset_info.json: not a weightzoo output folder") from None
+    info = read_manifest(folder)
     cfg = parse_config(info["config"], source=str(folder / "dataset_info.json"))
     rows = {}
     for shard in sorted((folder / "data").glob(f"{split}-*.parquet" if split else "*.parquet")):
@@ -194,6 +191,7 @@ class FreshData:
     n: int
     negatives: dict[tuple, np.ndarray]
     benchmark: tuple | None = None  # (sequences, match matrix, enabled) when scored on a benchmark file
+    scored: dict[int, References] = field(default_factory=dict)  # example_id -> its references, scored
 
     @classmethod
     def draw(cls, cfg, n: int) -> FreshData:
@@ -228,6 +226,52 @@ class FreshData:
             self.negatives[selected] = fresh_negatives(self.cfg.space, selected, self.n, self.rng)
         return self.negatives[selected]
 
+    def references(self, row: dict) -> References:
+        """The row's two reference models, parsed from its texts and scored on this data once: every
+        completion of the row (and each baseline) is compared with the same answers."""
+        key = row["example_id"]
+        if key not in self.scored:
+            self.scored[key] = References.of(row, self)
+        return self.scored[key]
+
+
+@dataclass
+class References:
+    """A row's degraded model (parsed from the prompt) and improved model (from the dataset's
+    completion), with their answers on each group of fresh sequences."""
+
+    spec: ModelSpec
+    selected: tuple[str, ...]
+    target: str
+    degraded: dict[str, torch.Tensor]
+    inputs: dict[str, torch.Tensor]  # group -> encoded sequences
+    answers: dict[str, dict[str, np.ndarray]]  # "degraded"/"improved" -> group -> yes
+    recall: dict[str, dict[str, float]]  # "degraded"/"improved" -> group -> recall (specificity)
+
+    @classmethod
+    def of(cls, row: dict, fresh: FreshData) -> References:
+        meta = json.loads(row["metadata"])
+        selected = tuple(meta["selected_patterns"])
+        spec, _ = stored_weights(row["improved_model_weights"])
+        models = {
+            "degraded": parse_weights(row["modification_prompt"], spec),
+            "improved": parse_weights(row["modification_completion"], spec),
+        }
+        groups = {p: fresh.members[p] for p in selected}
+        groups["negative"] = fresh.negatives_for(selected)
+        inputs = {g: encode_inputs(torch.as_tensor(s), spec) for g, s in groups.items()}
+        answers = {name: {g: _answers(spec, w, x) for g, x in inputs.items()} for name, w in models.items()}
+        recall = {
+            name: {g: _recall(g, yes) for g, yes in by_group.items()} for name, by_group in answers.items()
+        }
+        return cls(spec, selected, meta["target_pattern"], models["degraded"], inputs, answers, recall)
+
+
+def _recall(group: str, yes: np.ndarray) -> float:
+    """The share answered "yes" for a pattern's members; the share answered "no" for negatives."""
+    share = float(yes.mean())
+    return 1 - share if group == "negative" else share
+
 
 def _answers(spec: ModelSpec, weights: dict, x: torch.Tensor) -> np.ndarray:
     with torch.no_grad():
@@ -236,34 +280,22 @@ def _answers(spec: ModelSpec, weights: dict, x: torch.Tensor) -> np.ndarray:
 
 def score_repair(row: dict, completion: str | None, cfg, fresh: FreshData) -> dict:
     """One modification completion, scored on fresh data against the references the interpreter saw."""
-    meta = json.loads(row["metadata"])
-    selected, target = tuple(meta["selected_patterns"]), meta["target_pattern"]
-    spec, _ = stored_model(row["improved_model_weights"])
+    refs = fresh.references(row)
+    selected, target = refs.selected, refs.target
     result: dict[str, Any] = {"example_id": row["example_id"], "target": target}
     if completion is None:
         return {**result, "parsed": False, "success": False, "failure": "no completion for this example"}
     try:
-        candidate = parse_weights(completion, spec)
+        candidate = parse_weights(completion, refs.spec)
     except ValueError as e:
         return {**result, "parsed": False, "success": False, "failure": shorten(str(e), 200)}
-    degraded = parse_weights(row["modification_prompt"], spec)
-    improved = parse_weights(row["modification_completion"], spec)
-    groups = {p: fresh.members[p] for p in selected}
-    groups["negative"] = fresh.negatives_for(selected)
-    recall: dict[str, dict[str, float]] = {"candidate": {}, "degraded": {}, "improved": {}}
-    agree, total = 0, 0
-    for group, sequences in groups.items():
-        x = encode_inputs(torch.as_tensor(sequences), spec)
-        yes = {
-            name: _answers(spec, w, x)
-            for name, w in (("candidate", candidate), ("degraded", degraded), ("improved", improved))
-        }
-        for name, answers in yes.items():
-            share = float(answers.mean())
-            recall[name][group] = 1 - share if group == "negative" else share
-        agree += int((yes["candidate"] == yes["improved"]).sum())
-        total += len(sequences)
-    c, d, i = recall["candidate"], recall["degraded"], recall["improved"]
+    c, agree, total = {}, 0, 0
+    for group, x in refs.inputs.items():
+        yes = _answers(refs.spec, candidate, x)
+        c[group] = _recall(group, yes)
+        agree += int((yes == refs.answers["improved"][group]).sum())
+        total += len(yes)
+    d, i = refs.recall["degraded"], refs.recall["improved"]
     others = [p for p in selected if p != target]
     v = cfg.validation
     negative_limit = (
@@ -327,9 +359,8 @@ def evaluate_modification(
     scored = [score_repair(rows[i], completions.get(i), cfg, fresh) for i in ids]
     identity = []
     for i in ids:
-        spec, _ = stored_model(rows[i]["improved_model_weights"])
-        copied = weights_block(spec, parse_weights(rows[i]["modification_prompt"], spec), fmt)
-        identity.append(score_repair(rows[i], copied, cfg, fresh))
+        refs = fresh.references(rows[i])
+        identity.append(score_repair(rows[i], weights_block(refs.spec, refs.degraded, fmt), cfg, fresh))
     oracle = [score_repair(rows[i], rows[i]["modification_completion"], cfg, fresh) for i in ids]
     return {
         "completions": _summary(scored),

@@ -20,8 +20,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from weightzoo.errors import UserError
-from weightzoo.output.store import REPORT
+from weightzoo.output.store import REPORT, read_manifest
 
 WINDOWS = (8192, 32768, 131072)
 
@@ -162,13 +161,10 @@ def patterns_plot(metadata: list[dict], enabled: list[str]) -> str:
 
 
 def report_html(folder: Path) -> str:
-    from weightzoo.text.tokens import token_counter
+    from weightzoo.output.card import TOKEN_SAMPLE, token_counter_for
 
     folder = Path(folder)
-    try:
-        info = json.loads((folder / "dataset_info.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise UserError(f"{folder}: no readable dataset_info.json: not a weightzoo output folder") from None
+    info = read_manifest(folder)
     config = info.get("config", {})
     enabled = list(config.get("dataset", {}).get("patterns", {}).get("enabled_patterns", []))
     text_columns = ["modification_text", "classification_text"]
@@ -176,12 +172,8 @@ def report_html(folder: Path) -> str:
     rejected = _rows(folder, "rejected", ["reason"])
     metadata = [json.loads(r["metadata"]) for r in data if r.get("metadata")]
     reasons = collections.Counter(r["reason"] for r in rejected)
-    name = ((config.get("signature") or {}).get("prompt_format") or {}).get("tokenizer")
-    try:
-        counter = token_counter(name)
-    except UserError:
-        counter = token_counter(None)
-    lengths = {c: counter.count([r[c] for r in data if r.get(c)]) for c in text_columns}
+    counter, _ = token_counter_for(config)  # as the card counts
+    lengths = {c: counter.count_sample([r[c] for r in data if r.get(c)], TOKEN_SAMPLE) for c in text_columns}
     figures = [
         ("Acceptance", acceptance_plot(len(data), reasons)),
         ("Per-pattern recall", recall_plot(metadata, enabled)),
