@@ -157,6 +157,8 @@ def read_manifest(out: Path, finished: bool = False) -> dict:
     """A dataset folder's `dataset_info.json`; `finished`: the run must have completed (the commands
     that read a dataset need every shard in place)."""
     path = Path(out) / INFO
+    if Path(out).exists() and not Path(out).is_dir():
+        raise UserError(f"{out} is a file, not a weightzoo output folder")
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
