@@ -17,7 +17,10 @@ are changed, and for the first run each `--set key.path=value`. Each dataset is 
 and specificity on fresh sequences (outside the run's pools wherever a pattern has members to spare),
 the target's gain, the other patterns' and the negatives' change. Printed: the verified share, the
 share of classification completions that are true, the distributions, accepted and verified
-examples/s, and verified examples/s against the baseline's.
+examples/s, and verified examples/s against the baseline's. Before each run, a one-second probe of the
+machine (`machine.py`: batched products at the recommended config's shapes, one thread) is printed
+beside it: these machines drift by 2x over hours, and a slow moment slows the product-bound
+recommended config more than the baseline, so the ratio moves with it.
 """
 
 from __future__ import annotations
@@ -33,14 +36,17 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+import torch
 import yaml
-from recipe_levers import apply  # noqa: E402  (a sibling script: benchmarks/ is on sys.path)
+from machine import bmm_gflops  # sibling scripts: benchmarks/ is on sys.path
+from recipe_levers import apply
 
 from weightzoo.config import parse_config
 from weightzoo.data.pools import build_pools
 from weightzoo.judge.audit import Bars, audit_row, fresh_members, fresh_negatives
 
 ROOT = Path(__file__).resolve().parents[1]
+PROBE_STACK = 16  # about the models of one stack of the recommended config
 RECOMMENDED = ROOT / "configs/recommended.yaml"
 SEED = ROOT / "configs/seed_example.yaml"
 # The seed's config as it behaved before the quality gate (see the module docstring).
@@ -80,6 +86,7 @@ def run(
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     command = [sys.executable, "-m", "weightzoo"]
     subprocess.run([*command, "create-sig-dataset", "--config-path", str(path), "--size", "200"], check=True)
+    probe = bmm_gflops(PROBE_STACK, 128, 64)
     start = time.perf_counter()
     subprocess.run(
         [*command, "run-data-gen", "--config-path", str(path)], check=True, stdout=subprocess.DEVNULL
@@ -88,7 +95,8 @@ def run(
     cfg = parse_config(raw, source=str(path), base_dir=folder)
     info = json.loads((folder / "out/dataset_info.json").read_text())
     print(
-        f"{label}: {config.name}, {accepted} accepted of {info.get('attempted')} attempted in {seconds:.1f} s"
+        f"{label}: {config.name}, {accepted} accepted of {info.get('attempted')} attempted "
+        f"in {seconds:.1f} s (machine probe before it: {probe:.1f} GFLOP/s)"
     )
     return {"label": label, "name": config.name, "cfg": cfg, "out": folder / "out", "seconds": seconds}
 
@@ -152,6 +160,7 @@ def main() -> None:
     parser.add_argument("--fresh", type=int, default=500, help="fresh members per pattern")
     parser.add_argument("--set", action="append", default=[], dest="sets", help="key.path=value for --config")
     args = parser.parse_args()
+    torch.set_num_threads(1)  # for the probe; the runs are subprocesses with their own threads
     bars = Bars()
     with tempfile.TemporaryDirectory() as tmp:
         folders = [Path(tmp) / name for name in ("config", "baseline", "unchanged")]
