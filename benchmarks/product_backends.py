@@ -14,7 +14,10 @@ also inside PyTorch, picks its kernels by the CPU's features. This prints, in on
    difference between them (0 means the same bits);
 3. the layer's backward (input, weight and bias gradients): two `bmm` and a sum (the engine's way),
    against `aten.convolution_backward` on the convolution's layout (PyTorch picks its own kernel there)
-   and on a layout that makes PyTorch call oneDNN (rows as the batch, which costs reorders).
+   and on a layout that makes PyTorch call oneDNN (rows as the batch, which costs reorders);
+4. where numba is installed (it is not a dependency: `pip install numba`), the stack's product as a
+   plain loop nest compiled by numba for this CPU (LLVM, multiply-adds contracted), as a first measure
+   of what a product of our own reaches without intrinsics.
 """
 
 from __future__ import annotations
@@ -82,6 +85,32 @@ def main() -> None:
         f"backward (three gradients): two bmm + sum {engine:.0f} us, convolution_backward on the "
         f"channels-last layout {torch_own:.0f} us, on the rows-as-batch layout (oneDNN, reorders) "
         f"{onednn:.0f} us"
+    )
+
+    try:
+        import numba
+    except ImportError:
+        print("numba not installed: its loop nest is not measured")
+        return
+    import numpy as np
+
+    @numba.njit(fastmath={"contract"}, boundscheck=False)
+    def loop_bmm(x, w, out):  # out[k] = x[k] @ w[k], the columns innermost so they vectorize
+        for k in range(x.shape[0]):
+            for i in range(x.shape[1]):
+                out[k, i, :] = 0.0
+                for p in range(x.shape[2]):
+                    a = x[k, i, p]
+                    for j in range(w.shape[2]):
+                        out[k, i, j] += a * w[k, p, j]
+
+    xn, wn_, out = h.numpy(), w.numpy(), np.empty((K, B, W), np.float32)
+    loop = microseconds(lambda: loop_bmm(xn, wn_, out))
+    mkl = microseconds(lambda: torch.bmm(h, w))
+    same = np.array_equal(out, torch.bmm(h, w).numpy())
+    print(
+        f"[{K}, {B}, {W}] x [{K}, {W}, {W}]: MKL bmm {mkl:.0f} us ({gflops(flop, mkl)}), numba "
+        f"{numba.__version__} loop nest {loop:.0f} us ({gflops(flop, loop)}); same bits: {same}"
     )
 
 
