@@ -301,7 +301,7 @@ BAD = [
     ),
     (
         {"dataset": {"patterns": {"negative_ratio": -0.5}}},
-        "dataset.patterns.negative_ratio: -0.5 is out of range (allowed 0..100)",
+        "dataset.patterns.negative_ratio: -0.5 is out of range (allowed >= 0)",
     ),
     (
         {"dataset": {"patterns": {"pattern_rows": {"has_majority": 0}}}},
@@ -492,6 +492,12 @@ def test_negative_ratio_takes_the_seed_codes_meaning_and_any_value_from_zero():
             parse_config({"dataset": {"patterns": {"negative_ratio": ratio}}}).dataset.patterns.negative_ratio
             == ratio
         )
+    # no upper bound of its own: a large ratio is held only by the dataset size it implies
+    roomy = {"max_total_examples": 100000, "target_total_examples": 100000}
+    patterns = parse_config({"dataset": {"patterns": {"negative_ratio": 500, **roomy}}}).dataset.patterns
+    assert patterns.negative_ratio == 500
+    (problem,) = problems_of({"dataset": {"patterns": {"negative_ratio": 500}}})
+    assert problem.startswith("dataset.patterns.max_total_examples: 2500 is less than")
 
 
 def test_did_you_mean_only_when_something_is_close():

@@ -46,6 +46,7 @@ from weightzoo.config.values import (
     _short_text,
     _unique,
     _url,
+    at_least,
     between,
 )
 from weightzoo.data.space import LETTERS, SequenceSpace
@@ -138,7 +139,7 @@ class PatternsSection(Section):
     max_patterns_per_batch: Annotated[Int, between(1, 15)] = 5
     samples_per_pattern: SampleCount = Field(default_factory=SampleCount)
     # negatives per positive, as the seed's code reads it (0.5: one negative for two positives)
-    negative_ratio: Annotated[Float, between(0, 100)] = 0.5
+    negative_ratio: Annotated[Float, at_least(0)] = 0.5
     target_total_examples: Annotated[Int, between(1, MAX_ROWS)] = 500
     max_total_examples: Annotated[Int, between(1, MAX_ROWS)] = 2500
     starts_with_token: Letter = "A"
