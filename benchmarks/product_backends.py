@@ -104,8 +104,8 @@ def main() -> None:
                     for j in range(w.shape[2]):
                         out[k, i, j] += a * w[k, p, j]
 
-    xn, wn_, out = h.numpy(), w.numpy(), np.empty((K, B, W), np.float32)
-    loop = microseconds(lambda: loop_bmm(xn, wn_, out))
+    h_np, w_np, out = h.numpy(), w.numpy(), np.empty((K, B, W), np.float32)
+    loop = microseconds(lambda: loop_bmm(h_np, w_np, out))
     mkl = microseconds(lambda: torch.bmm(h, w))
     same = np.array_equal(out, torch.bmm(h, w).numpy())
     print(

@@ -496,8 +496,9 @@ def test_negative_ratio_takes_the_seed_codes_meaning_and_any_value_from_zero():
     roomy = {"max_total_examples": 100000, "target_total_examples": 100000}
     patterns = parse_config({"dataset": {"patterns": {"negative_ratio": 500, **roomy}}}).dataset.patterns
     assert patterns.negative_ratio == 500
-    (problem,) = problems_of({"dataset": {"patterns": {"negative_ratio": 500}}})
-    assert problem.startswith("dataset.patterns.max_total_examples: 2500 is less than")
+    for huge in (500, 1e308):  # 1e308 negatives per positive overflow a float: still one message
+        (problem,) = problems_of({"dataset": {"patterns": {"negative_ratio": huge}}})
+        assert problem.startswith("dataset.patterns.max_total_examples: 2500 is less than")
 
 
 def test_did_you_mean_only_when_something_is_close():

@@ -5,6 +5,8 @@ it reads already failed, so one mistake is never reported twice.
 
 from __future__ import annotations
 
+import math
+
 from weightzoo.config.messages import _overlaps
 from weightzoo.config.sections import Config
 from weightzoo.config.values import MAX_PARAMETERS, MAX_PATH, _fmt, _pattern_table
@@ -55,11 +57,13 @@ def _cross_field_problems(cfg: Config, failed: list[str]) -> list[str]:
     if clean(*implied, f"{pp}.max_total_examples"):
         # the smallest dataset: every pattern at its floor, and its negatives (rounded as dataset_sizes does)
         positives = p.samples_per_pattern.min * p.max_patterns_per_batch
-        smallest = positives + round(positives * p.negative_ratio)
+        negatives = positives * p.negative_ratio  # a float: inf for a ratio near the largest float
+        smallest = positives + round(negatives) if math.isfinite(negatives) else math.inf
         if smallest > p.max_total_examples:
+            count = smallest if math.isfinite(smallest) else "too many to count"
             problems.append(
                 f"{pp}.max_total_examples: {p.max_total_examples} is less than the smallest dataset the "
-                f"config implies, {smallest} (samples_per_pattern.min {p.samples_per_pattern.min}"
+                f"config implies, {count} (samples_per_pattern.min {p.samples_per_pattern.min}"
                 f" * max_patterns_per_batch {p.max_patterns_per_batch}"
                 f" * (1 + negative_ratio {_fmt(p.negative_ratio)}))"
             )
