@@ -1,7 +1,7 @@
 """Training throughput: the cohort engine against the seed's way (one model at a time).
 
 Run: python benchmarks/train_throughput.py [--examples 512] [--cohort 256] [--naive 24] [--threads 2]
-     [--device cpu|cuda|mps]
+     [--device cpu|cuda|mps] [--compiled-only]
 
 Both sides train the same examples of the seed's example config (6-9 layers, 25-40 units, relu/gelu,
 ~500 rows): the same data, initial weights, learning rates and two stages. The naive loop does what the
@@ -9,9 +9,11 @@ seed's original code did: an `nn.Sequential`, a `DataLoader` over the rows with 
 validation pass after every epoch, for as many epochs per stage as the engine ran for that model. It is
 slow, so it runs on the first `--naive` examples; models/s is compared.
 
-Printed: models/s of each, the ratio as `speedup: N.Nx`, the engine's achieved GFLOP/s (padded
-arithmetic of forward and backward passes), and the machine's batched-matmul GFLOP/s at the engine's
-shapes, measured here.
+The engine runs twice on the same jobs, side by side: with the compiled step (`step_kernel.py`, where
+it builds) and with the PyTorch step. Printed: models/s and achieved GFLOP/s (padded arithmetic of
+forward and backward passes) of each, the naive loop's models/s and the ratio as `speedup: N.Nx`, and
+the machine probe (PyTorch's batched matmul at the engine's shapes) measured in the same run, with
+each engine's share of it.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from weightzoo.config import load_config
 from weightzoo.data.pools import build_pools
-from weightzoo.engine import CohortStats, TrainingJob, TrainingResult, train_cohort
+from weightzoo.engine import CohortStats, TrainingJob, TrainingResult, step_kernel, train_cohort
 from weightzoo.engine.model import build_model, encode_inputs
 from weightzoo.plan.examples import plan_example
 from weightzoo.plan.jobs import stack_padding, stage_rules, training_job
@@ -70,6 +72,7 @@ def main() -> None:
     parser.add_argument("--naive", type=int, default=24)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="where the engine trains (the naive loop: CPU)")
+    parser.add_argument("--compiled-only", action="store_true", help="leave out the PyTorch step's run")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -78,16 +81,34 @@ def main() -> None:
     jobs = [training_job(plan_example(cfg, pools, i), cfg) for i in range(args.examples)]
     rules, padding = stage_rules(cfg), stack_padding(cfg)  # as run-data-gen trains
 
-    stats = CohortStats()
-    results: list[TrainingResult] = []
-    for start in range(0, len(jobs), args.cohort):
-        cohort = jobs[start : start + args.cohort]
-        results += train_cohort(cohort, rules, device=args.device, stats=stats, padding=padding)
-    epochs = np.mean([r.stage1_epochs + r.stage2_epochs for r in results])
-    print(
-        f"engine: {stats.models_per_second:.1f} models/s ({stats.models} models in cohorts of {args.cohort}, "
-        f"{stats.stacks} stacks, {args.threads} threads, {epochs:.1f} epochs per model on average)"
-    )
+    def engine(compiled: bool) -> tuple[CohortStats, list[TrainingResult]]:
+        stats, results = CohortStats(), []
+        for start in range(0, len(jobs), args.cohort):
+            cohort = jobs[start : start + args.cohort]
+            results += train_cohort(
+                cohort,
+                rules,
+                device=args.device,
+                stats=stats,
+                padding=padding,
+                threads=args.threads,
+                compiled=compiled,
+            )
+        return stats, results
+
+    runs = {}
+    if step_kernel.usable(torch.device(args.device), torch.float32):
+        runs["compiled step"] = engine(True)
+    if not args.compiled_only:
+        runs["pytorch step"] = engine(False)
+    for name, (stats, results) in runs.items():
+        epochs = np.mean([r.stage1_epochs + r.stage2_epochs for r in results])
+        print(
+            f"engine ({name}): {stats.models_per_second:.1f} models/s, {stats.gflops_per_second:.1f} GFLOP/s "
+            f"({stats.models} models in cohorts of {args.cohort}, {stats.stacks} stacks, {args.threads} "
+            f"threads, {epochs:.1f} epochs per model on average)"
+        )
+    stats, results = next(iter(runs.values()))
 
     start = time.perf_counter()
     for job, result in zip(jobs[: args.naive], results[: args.naive], strict=True):
@@ -97,14 +118,14 @@ def main() -> None:
     print(f"speedup: {stats.models_per_second / naive:.1f}x")
 
     stack = max(1, stats.models // max(stats.stacks, 1))
-    peak = bmm_gflops(stack, cfg.training.batch_size, cfg.model.neurons_per_layer.max, device=args.device)
+    width = cfg.model.neurons_per_layer.max
+    peak = bmm_gflops(stack, cfg.training.batch_size, width, device=args.device)
     print(
-        f"engine achieved {stats.gflops_per_second:.1f} GFLOP/s on {args.device}; "
-        "batched matmul at its shapes "
-        f"([{stack}, {cfg.training.batch_size}, {cfg.model.neurons_per_layer.max}] x "
-        f"[{cfg.model.neurons_per_layer.max}, {cfg.model.neurons_per_layer.max}]): {peak:.1f} GFLOP/s "
-        f"(engine at {stats.gflops_per_second / peak:.0%} of it)"
+        f"machine probe: batched matmul at the engine's shapes ([{stack}, {cfg.training.batch_size}, "
+        f"{width}] x [{width}, {width}]): {peak:.1f} GFLOP/s"
     )
+    for name, (stats, _) in runs.items():
+        print(f"engine ({name}) at {stats.gflops_per_second / peak:.0%} of the probe")
     if torch.device(args.device).type == "cuda":
         print(f"card memory: {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB at most allocated")
 

@@ -21,6 +21,7 @@ def train_cohort(
     stats: CohortStats | None = None,
     padding: Padding | None = None,
     threads: int = 1,
+    compiled: bool | None = None,
 ) -> list[TrainingResult]:
     """Train every job through both stages; results come back in the jobs' order. `padding`: the fixed
     sizes that make each model's results independent of its stack (None: each stack's own largest).
@@ -28,7 +29,10 @@ def train_cohort(
     `threads`: stacks trained side by side, each on its own thread with single-threaded kernels. A
     kernel that splits one product over several threads rounds differently with each thread count
     (batched products do when a stack holds fewer models than there are threads), so the engine never
-    lets one: its bits are the same for any `threads`, and parallelism comes from whole stacks."""
+    lets one: its bits are the same for any `threads`, and parallelism comes from whole stacks.
+
+    `compiled`: train with the compiled step (`step_kernel.py`) or PyTorch's; None: the compiled one
+    wherever it runs (the CPU, with a C++ compiler on the machine)."""
     results: list[TrainingResult | None] = [None] * len(jobs)
     groups: dict[tuple, list[int]] = {}
     for i, job in enumerate(jobs):  # a stack shares one stage-2 rule: with or without a selection set
@@ -38,7 +42,7 @@ def train_cohort(
 
     def train(key: tuple) -> Stack:
         members = groups[key]
-        stack = Stack([jobs[i] for i in members], rules, torch.device(device), dtype, padding)
+        stack = Stack([jobs[i] for i in members], rules, torch.device(device), dtype, padding, compiled)
         for i, result in zip(members, stack.train(), strict=True):
             results[i] = result
         return stack

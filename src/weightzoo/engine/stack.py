@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from weightzoo.engine import mlp, schedule
+from weightzoo.engine import mlp, schedule, step_kernel
 from weightzoo.engine.adam import StackAdam
 from weightzoo.engine.jobs import (
     WIDTH_BAND,
@@ -40,8 +40,11 @@ class Stack:
         device: torch.device,
         dtype: torch.dtype,
         padding: Padding | None = None,
+        compiled: bool | None = None,
     ):
         self.jobs, self.rules, self.device, self.dtype = jobs, rules, device, dtype
+        # the compiled step (step_kernel.py) where it can run, unless told; else PyTorch's
+        self.compiled = step_kernel.usable(device, dtype) if compiled is None else compiled
         spec0 = jobs[0].spec
         self.depth, self.activation = spec0.num_layers, spec0.activation_type
         self.standardize = jobs[0].standardize_inputs
@@ -169,6 +172,24 @@ class Stack:
         gradient (`mlp.py`) and an Adam step at its own learning rate (`adam.py`). Returns each
         model's summed loss over its rows."""
         keep = self._dropout_scales(x.shape[1], stepping)
+        self.flops += 3 * self._flops_per_row * x.shape[0] * x.shape[1]  # forward + backward, padded
+        if self.compiled:
+            return step_kernel.step(
+                flat=self.flat,
+                m=self.adam.m,
+                v=self.adam.v,
+                t=self.adam.t,
+                lr=lr,
+                stepping=stepping,
+                widths=self.widths,
+                x=x,
+                y=y,
+                mask=row_mask,
+                keep=torch.stack(keep) if keep is not None else None,
+                depth=self.depth,
+                width=self.dims[1],
+                activation=self.activation,
+            )
         with torch.no_grad():
             logits, pre, outs = mlp.forward(x, self.params, self.activation, self.unit_mask, keep)
             counts = row_mask.sum(1).clamp(min=1)
@@ -176,7 +197,6 @@ class Stack:
             delta = ((torch.sigmoid(logits) - y) * row_mask / counts[:, None])[..., None]  # dL/dlogit
             grads = mlp.backward(delta, self.params, pre, outs, self.activation, keep)
             torch.cat(grads, dim=1, out=self.grad)
-        self.flops += 3 * self._flops_per_row * x.shape[0] * x.shape[1]  # forward + backward, padded
         self.adam.step(stepping, lr)
         return per_row.sum(1)
 

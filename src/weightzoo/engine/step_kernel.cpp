@@ -1,0 +1,435 @@
+// One training step of a stack of MLPs, compiled: forward, loss, backward and Adam, model by model.
+//
+// Why: on the CPU the PyTorch step is ~100 small operations, each a pass over memory and a dispatch;
+// at the engine's shapes (rows 128, widths 25-64) most of a step is overhead. Here one call runs the
+// whole step of every model of a stack, each model's working set staying in the core's caches, with
+// the products written as register-blocked outer products on 64-byte vectors (GCC's vector
+// extensions: AVX-512 where the CPU has it, two AVX2 halves otherwise).
+//
+// What it guarantees (the engine's rules, engine/__init__.py): a model's arithmetic reads only its
+// own rows, so its bits never depend on which models share its stack; nothing is split across
+// threads, so they never depend on the thread count; the order of every sum is fixed by this file.
+// Denormals are flushed inside the call (and the caller's state restored), so the bits do not depend
+// on the calling thread's floating-point mode either.
+//
+// The math is mlp.py's and adam.py's: per-model mean BCE over the rows its mask keeps, the gradient
+// by backpropagation, Adam (PyTorch's formula) at the model's own learning rate. Built by
+// step_kernel.py with the machine's compiler; see there.
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+#if defined(__SSE__)
+#include <xmmintrin.h>
+#endif
+
+namespace {
+
+template <class T> struct Vec;
+template <> struct Vec<float> {
+    typedef float type __attribute__((vector_size(64)));
+    typedef int32_t itype __attribute__((vector_size(64)));
+    static constexpr int lanes = 16;
+};
+template <> struct Vec<double> {
+    typedef double type __attribute__((vector_size(64)));
+    typedef int64_t itype __attribute__((vector_size(64)));
+    static constexpr int lanes = 8;
+};
+
+template <class T> static inline typename Vec<T>::type load(const T* p) {
+    typename Vec<T>::type v;
+    std::memcpy(&v, p, sizeof(v));
+    return v;
+}
+template <class T> static inline void store(T* p, typename Vec<T>::type v) { std::memcpy(p, &v, sizeof(v)); }
+template <class T> static inline typename Vec<T>::type splat(T s) {
+    typename Vec<T>::type v = {};
+    return v + s;
+}
+
+enum Activation { RELU = 0, GELU = 1, TANH = 2, SIGMOID = 3, LEAKY_RELU = 4 };
+
+struct StepArgs {
+    int64_t models, depth, in_dim, width, rows, activation, params;  // params: P, a model's flat size
+    int64_t x_stride, y_stride, mask_stride;                       // elements from one model's rows to the next's
+    void* flat;                                                    // [models, P]
+    void* m;                                                       // Adam's first moments [models, P]
+    void* v;                                                       // second moments [models, P]
+    void* t;                                                       // step counts [models]
+    const void* lr;                                                // [models]
+    const uint8_t* stepping;                                       // [models]: 1 = this model steps
+    const int64_t* widths;                                         // [models]: each model's own units
+    const void* x;                                                 // [models][rows, in_dim]
+    const void* y;                                                 // [models][rows]
+    const void* mask;                                              // [models][rows]: 1 = a real row
+    const void* keep;                                              // null, or [depth, models, rows, width]
+    void* loss;                                                    // out [models]: summed BCE over real rows
+    double beta1, beta2, eps, leaky_slope;
+};
+
+// C[i, 0:NV*lanes] = init (or 0) + sum_p A(i, p) * B[p, 0:NV*lanes], for MR rows i at once; A(i, p) is
+// A[i*sar + p*sac], so the same kernel reads a matrix or its transpose. Sums run over p in order.
+template <class T, int MR, int NV>
+static inline void block(T* C, int64_t ldc, const T* A, int64_t sar, int64_t sac, const T* B, int64_t ldb,
+                         int64_t kc, const T* init) {
+    typedef typename Vec<T>::type V;
+    constexpr int L = Vec<T>::lanes;
+    V acc[MR][NV];
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) acc[i][v] = init ? load(init + v * L) : V{};
+    for (int64_t p = 0; p < kc; ++p) {
+        V b[NV];
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) b[v] = load(B + p * ldb + v * L);
+#pragma GCC unroll 8
+        for (int i = 0; i < MR; ++i) {
+            V a = splat<T>(A[i * sar + p * sac]);
+#pragma GCC unroll 8
+            for (int v = 0; v < NV; ++v) acc[i][v] += a * b[v];
+        }
+    }
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+        for (int v = 0; v < NV; ++v) store(C + i * ldc + v * L, acc[i][v]);
+}
+
+template <class T, int NV>
+static void panel(T* C, int64_t ldc, const T* A, int64_t sar, int64_t sac, const T* B, int64_t ldb, int64_t m,
+                  int64_t kc, const T* init) {
+    constexpr int MR = NV <= 2 ? 6 : 4;
+    int64_t i = 0;
+    for (; i + MR <= m; i += MR) block<T, MR, NV>(C + i * ldc, ldc, A + i * sar, sar, sac, B, ldb, kc, init);
+    for (; i < m; ++i) block<T, 1, NV>(C + i * ldc, ldc, A + i * sar, sar, sac, B, ldb, kc, init);
+}
+
+// C [m, nv*lanes] = init + A [m, kc] @ B [kc, nv*lanes], in panels of at most four vectors.
+template <class T>
+static void gemm(T* C, int64_t ldc, const T* A, int64_t sar, int64_t sac, const T* B, int64_t ldb, int64_t m,
+                 int64_t kc, int64_t nv, const T* init) {
+    constexpr int L = Vec<T>::lanes;
+    for (int64_t v0 = 0; v0 < nv; v0 += 4) {
+        const int64_t n = nv - v0 < 4 ? nv - v0 : 4;
+        T* c = C + v0 * L;
+        const T* b = B + v0 * L;
+        const T* z = init ? init + v0 * L : nullptr;
+        switch (n) {
+            case 1: panel<T, 1>(c, ldc, A, sar, sac, b, ldb, m, kc, z); break;
+            case 2: panel<T, 2>(c, ldc, A, sar, sac, b, ldb, m, kc, z); break;
+            case 3: panel<T, 3>(c, ldc, A, sar, sac, b, ldb, m, kc, z); break;
+            default: panel<T, 4>(c, ldc, A, sar, sac, b, ldb, m, kc, z); break;
+        }
+    }
+}
+
+// exp on a float vector: Cephes' expf (range reduction by ln 2, degree-6 polynomial), within 2 ulp.
+static inline Vec<float>::type exp_vec(Vec<float>::type x) {
+    typedef Vec<float>::type V;
+    typedef Vec<float>::itype VI;
+    x = x < 88.3762626647949f ? x : splat(88.3762626647949f);
+    x = x > -87.3365447505531f ? x : splat(-87.3365447505531f);
+    const V magic = splat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
+    V n = (x * 1.44269504088896341f + magic) - magic;
+    V r = x - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    V p = splat(1.9875691500E-4f);
+    p = p * r + 1.3981999507E-3f;
+    p = p * r + 8.3334519073E-3f;
+    p = p * r + 4.1665795894E-2f;
+    p = p * r + 1.6666665459E-1f;
+    p = p * r + 5.0000001201E-1f;
+    p = p * r * r + r + 1.0f;
+    VI scale = (__builtin_convertvector(n, VI) + 127) << 23;
+    V s;
+    std::memcpy(&s, &scale, sizeof(s));
+    return p * s;
+}
+
+// erf on a float vector: Abramowitz & Stegun 7.1.26 (absolute error under 1.5e-7), the formula
+// PyTorch's own vectorized float erf uses, so GELU rounds as nn.GELU does on a float32 CPU model.
+static inline Vec<float>::type erf_vec(Vec<float>::type x) {
+    typedef Vec<float>::type V;
+    V ax = x < 0 ? -x : x;
+    V t = 1.0f / (0.3275911f * ax + 1.0f);
+    V r = splat(1.061405429f);
+    r = r * t - 1.453152027f;
+    r = r * t + 1.421413741f;
+    r = r * t - 0.284496736f;
+    r = r * t + 0.254829592f;
+    V e = 1.0f - r * t * exp_vec(-(x * x));
+    return x < 0 ? -e : e;
+}
+
+// Activation forward and backward over n values (n a multiple of the lanes), vectorized for float;
+// double (the tests' precision) takes libm's functions value by value.
+template <class T> struct Act;
+
+template <> struct Act<float> {
+    typedef Vec<float>::type V;
+    static void forward(int act, const float* z, float* h, int64_t n, float slope) {
+        for (int64_t i = 0; i < n; i += 16) {
+            V x = load(z + i), y;
+            switch (act) {
+                case RELU: y = x > 0 ? x : V{}; break;
+                case LEAKY_RELU: y = x > 0 ? x : x * slope; break;
+                case GELU: y = 0.5f * x * (1.0f + erf_vec(x * 0.70710678118654752f)); break;
+                case SIGMOID: y = 1.0f / (1.0f + exp_vec(-x)); break;
+                default:
+                    for (int j = 0; j < 16; ++j) y[j] = std::tanh(x[j]);
+            }
+            store(h + i, y);
+        }
+    }
+    // d = g * act'(z); a: act(z), before any dropout scale
+    static void backward(int act, const float* g, const float* z, const float* a, float* d, int64_t n, float slope) {
+        for (int64_t i = 0; i < n; i += 16) {
+            V gv = load(g + i), x = load(z + i), y;
+            switch (act) {
+                case RELU: y = x > 0 ? gv : V{}; break;
+                case LEAKY_RELU: y = x > 0 ? gv : gv * slope; break;
+                case GELU: {
+                    V cdf = 0.5f * (1.0f + erf_vec(x * 0.70710678118654752f));
+                    V pdf = exp_vec(-0.5f * x * x) * 0.39894228040143268f;
+                    y = gv * (cdf + x * pdf);
+                    break;
+                }
+                case SIGMOID: {
+                    V s = load(a + i);
+                    y = gv * (1.0f - s) * s;
+                    break;
+                }
+                default: {
+                    V h = load(a + i);
+                    y = gv * (1.0f - h * h);
+                }
+            }
+            store(d + i, y);
+        }
+    }
+};
+
+template <> struct Act<double> {
+    static void forward(int act, const double* z, double* h, int64_t n, double slope) {
+        for (int64_t i = 0; i < n; ++i) {
+            const double x = z[i];
+            switch (act) {
+                case RELU: h[i] = x > 0 ? x : 0.0; break;
+                case LEAKY_RELU: h[i] = x > 0 ? x : x * slope; break;
+                case GELU: h[i] = 0.5 * x * (1.0 + std::erf(x * 0.70710678118654752)); break;
+                case SIGMOID: h[i] = 1.0 / (1.0 + std::exp(-x)); break;
+                default: h[i] = std::tanh(x);
+            }
+        }
+    }
+    static void backward(int act, const double* g, const double* z, const double* a, double* d, int64_t n,
+                         double slope) {
+        for (int64_t i = 0; i < n; ++i) {
+            const double x = z[i];
+            switch (act) {
+                case RELU: d[i] = x > 0 ? g[i] : 0.0; break;
+                case LEAKY_RELU: d[i] = x > 0 ? g[i] : g[i] * slope; break;
+                case GELU: {
+                    const double cdf = 0.5 * (1.0 + std::erf(x * 0.70710678118654752));
+                    const double pdf = std::exp(-0.5 * x * x) * 0.39894228040143268;
+                    d[i] = g[i] * (cdf + x * pdf);
+                    break;
+                }
+                case SIGMOID: d[i] = g[i] * (1.0 - a[i]) * a[i]; break;
+                default: d[i] = g[i] * (1.0 - a[i] * a[i]);
+            }
+        }
+    }
+};
+
+// A model's scratch, reused across calls on a thread (sized for the largest stack seen).
+template <class T> struct Scratch {
+    std::vector<T> buf;
+    T* take(size_t n) {
+        if (buf.size() < n) buf.assign(n, T(0));
+        return buf.data();
+    }
+};
+
+template <class T> static void step_model(const StepArgs& a, int64_t k, Scratch<T>& scratch) {
+    typedef typename Vec<T>::type V;
+    constexpr int L = Vec<T>::lanes;
+    const int64_t depth = a.depth, in = a.in_dim, W = a.width, R = a.rows;
+    const int64_t nv = (W + L - 1) / L, Wp = nv * L;  // hidden widths in whole vectors
+    T* p = static_cast<T*>(a.flat) + k * a.params;
+    T* m1 = static_cast<T*>(a.m) + k * a.params;
+    T* m2 = static_cast<T*>(a.v) + k * a.params;
+    const T* x = static_cast<const T*>(a.x) + k * a.x_stride;
+    const T* y = static_cast<const T*>(a.y) + k * a.y_stride;
+    const T* mask = static_cast<const T*>(a.mask) + k * a.mask_stride;
+    const T* keep = static_cast<const T*>(a.keep);
+    const bool zero_at_zero = a.activation != SIGMOID;
+    const T slope = T(a.leaky_slope);
+    const int64_t own = a.widths[k];
+
+    // Offsets of each layer's weight [fan_in, fan_out] and bias in the flat row (layout.py).
+    std::vector<int64_t> w_off(depth + 1), b_off(depth + 1), fan_in(depth + 1);
+    for (int64_t l = 0, o = 0; l <= depth; ++l) {
+        fan_in[l] = l == 0 ? in : W;
+        const int64_t fan_out = l == depth ? 1 : W;
+        w_off[l] = o;
+        b_off[l] = o + fan_in[l] * fan_out;
+        o = b_off[l] + fan_out;
+    }
+
+    // Scratch: padded weights [fan_in, Wp] and their transposes [W, Wp], biases [Wp], the output
+    // weights [Wp]; per layer pre-activations z, activations a (and h = a * keep with dropout), all
+    // [R, Wp]; the gradients at h and z [R, Wp]; weight gradients [fan_in, Wp]; logits and deltas [R].
+    size_t need = 0;
+    for (int64_t l = 0; l < depth; ++l) need += (fan_in[l] + W + 1) * Wp;
+    need += Wp + (3 * depth + 2) * R * Wp + (in > W ? in : W) * Wp + Wp + 2 * R;
+    T* s = scratch.take(need);
+    std::vector<T*> Wc(depth), WT(depth), bias(depth), Z(depth), A(depth), H(depth);
+    for (int64_t l = 0; l < depth; ++l) {
+        Wc[l] = s, s += fan_in[l] * Wp;
+        WT[l] = s, s += W * Wp;
+        bias[l] = s, s += Wp;
+    }
+    T* wout = s; s += Wp;
+    for (int64_t l = 0; l < depth; ++l) {
+        Z[l] = s, s += R * Wp;
+        A[l] = s, s += R * Wp;
+        H[l] = keep ? s : A[l], s += R * Wp;
+    }
+    T* G = s; s += R * Wp;   // gradient at a layer's output
+    T* D = s; s += R * Wp;   // gradient at its pre-activation
+    T* gW = s; s += (in > W ? in : W) * Wp;
+    T* gb = s; s += Wp;
+    T* logit = s; s += R;
+    T* delta = s;
+
+    for (int64_t l = 0; l < depth; ++l) {  // zero-padded to whole vectors; transposed for the backward
+        const T* w = p + w_off[l];
+        for (int64_t i = 0; i < fan_in[l]; ++i) {
+            for (int64_t j = 0; j < Wp; ++j) Wc[l][i * Wp + j] = j < W ? w[i * W + j] : T(0);
+        }
+        for (int64_t j = 0; j < W; ++j) {
+            for (int64_t i = 0; i < Wp; ++i) WT[l][j * Wp + i] = i < fan_in[l] ? w[i * W + j] : T(0);
+        }
+        for (int64_t j = 0; j < Wp; ++j) bias[l][j] = j < W ? p[b_off[l] + j] : T(0);
+    }
+    for (int64_t j = 0; j < Wp; ++j) wout[j] = j < W ? p[w_off[depth] + j] : T(0);
+    const T bout = p[b_off[depth]];
+
+    // Forward.
+    for (int64_t l = 0; l < depth; ++l) {
+        const T* prev = l == 0 ? x : H[l - 1];
+        const int64_t ld = l == 0 ? in : Wp;
+        gemm<T>(Z[l], Wp, prev, ld, 1, Wc[l], Wp, R, fan_in[l], nv, bias[l]);
+        Act<T>::forward(a.activation, Z[l], A[l], R * Wp, slope);
+        if (!zero_at_zero) {  // act(0) != 0: silence the units the model does not have
+            for (int64_t r = 0; r < R; ++r)
+                for (int64_t j = own; j < Wp; ++j) A[l][r * Wp + j] = 0;
+        }
+        if (keep) {  // dropout: the layer passes on its output scaled by this step's mask
+            const T* kl = keep + ((l * a.models + k) * R) * W;
+            for (int64_t r = 0; r < R; ++r)
+                for (int64_t j = 0; j < Wp; ++j) H[l][r * Wp + j] = j < W ? A[l][r * Wp + j] * kl[r * W + j] : T(0);
+        }
+    }
+    const T* top = H[depth - 1];
+    for (int64_t r = 0; r < R; ++r) {
+        V acc = {};
+        for (int64_t v = 0; v < nv; ++v) acc += load(top + r * Wp + v * L) * load(wout + v * L);
+        T sum = 0;
+        for (int j = 0; j < L; ++j) sum += acc[j];
+        logit[r] = sum + bout;
+    }
+
+    // Loss and its gradient at the logits: the mean over the model's own rows.
+    T count = 0, loss = 0;
+    for (int64_t r = 0; r < R; ++r) count += mask[r];
+    if (count < 1) count = 1;
+    for (int64_t r = 0; r < R; ++r) {
+        const T z = logit[r];
+        const T bce = (z > 0 ? z : T(0)) - z * y[r] + std::log1p(std::exp(-std::fabs(z)));
+        loss += bce * mask[r];
+        const T sig = T(1) / (T(1) + std::exp(-z));
+        delta[r] = (sig - y[r]) * mask[r] / count;
+    }
+    static_cast<T*>(a.loss)[k] = loss;
+
+    // Backward, into the flat layout's order: each layer's weight gradient, then its bias gradient,
+    // consumed by Adam as it is made (the parameters are read above, before any update).
+    const T b1 = T(a.beta1), b2 = T(a.beta2), eps = T(a.eps);
+    T* tk = static_cast<T*>(a.t) + k;
+    const T step = *tk, lr = static_cast<const T*>(a.lr)[k];
+    const T bc1 = T(1) - std::pow(b1, step), bc2_sqrt = std::sqrt(T(1) - std::pow(b2, step));
+    const T step_size = lr / bc1;
+    auto adam = [&](int64_t i, T g) {
+        const T mm = m1[i] + (g - m1[i]) * (T(1) - b1);
+        const T vv = m2[i] * b2 + g * g * (T(1) - b2);
+        m1[i] = mm;
+        m2[i] = vv;
+        p[i] -= step_size * mm / (std::sqrt(vv) / bc2_sqrt + eps);
+    };
+
+    {  // the output layer: one unit
+        T gbo = 0;
+        for (int64_t r = 0; r < R; ++r) gbo += delta[r];
+        gemm<T>(gW, Wp, delta, 0, 1, top, Wp, 1, R, nv, nullptr);  // [1, Wp] = delta^T @ top
+        for (int64_t r = 0; r < R; ++r) {
+            const V d = splat<T>(delta[r]);
+            for (int64_t v = 0; v < nv; ++v) store(G + r * Wp + v * L, d * load(wout + v * L));
+        }
+        for (int64_t j = 0; j < W; ++j) adam(w_off[depth] + j, gW[j]);
+        adam(b_off[depth], gbo);
+    }
+    for (int64_t l = depth - 1; l >= 0; --l) {
+        if (keep) {
+            const T* kl = keep + ((l * a.models + k) * R) * W;
+            for (int64_t r = 0; r < R; ++r)
+                for (int64_t j = 0; j < W; ++j) G[r * Wp + j] *= kl[r * W + j];
+        }
+        Act<T>::backward(a.activation, G, Z[l], A[l], D, R * Wp, slope);
+        const T* prev = l == 0 ? x : H[l - 1];
+        const int64_t ld = l == 0 ? in : Wp;
+        // weight gradient [fan_in, Wp] = prev^T @ D: A(i, r) = prev[r * ld + i]
+        gemm<T>(gW, Wp, prev, 1, ld, D, Wp, fan_in[l], R, nv, nullptr);
+        for (int64_t j = 0; j < Wp; ++j) gb[j] = 0;
+        for (int64_t r = 0; r < R; ++r)
+            for (int64_t v = 0; v < nv; ++v) store(gb + v * L, load(gb + v * L) + load(D + r * Wp + v * L));
+        if (l > 0) gemm<T>(G, Wp, D, Wp, 1, WT[l], Wp, R, W, nv, nullptr);  // gradient at the layer below
+        const int64_t fi = fan_in[l];
+        for (int64_t i = 0; i < fi; ++i)
+            for (int64_t j = 0; j < W; ++j) adam(w_off[l] + i * W + j, gW[i * Wp + j]);
+        for (int64_t j = 0; j < W; ++j) adam(b_off[l] + j, gb[j]);
+    }
+}
+
+template <class T> static void step(const StepArgs& a) {
+    static thread_local Scratch<T> scratch;
+#if defined(__SSE__)
+    const unsigned int mode = _mm_getcsr();
+    _mm_setcsr(mode | 0x8040);  // flush denormals to zero, and read them as zero
+#endif
+    T* loss = static_cast<T*>(a.loss);
+    T* t = static_cast<T*>(a.t);
+    for (int64_t k = 0; k < a.models; ++k) {
+        if (!a.stepping[k]) {
+            loss[k] = 0;
+            continue;
+        }
+        t[k] += 1;
+        step_model<T>(a, k, scratch);
+    }
+#if defined(__SSE__)
+    _mm_setcsr(mode);
+#endif
+}
+
+}  // namespace
+
+extern "C" {
+int wz_abi_version() { return 1; }
+void wz_step_f32(const StepArgs* a) { step<float>(*a); }
+void wz_step_f64(const StepArgs* a) { step<double>(*a); }
+}
