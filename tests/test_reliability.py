@@ -263,7 +263,15 @@ def identity_of(cfg) -> RunIdentity:
     from weightzoo.output.cohorts import UNIT_PARTS
 
     info = json.loads((cfg.pipeline.output_dir / "dataset_info.json").read_text())
-    return RunIdentity(__version__, cfg.recipe_hash, info["signature_hash"], COHORT, COHORT, UNIT_PARTS)
+    return RunIdentity(
+        __version__,
+        cfg.recipe_hash,
+        info["signature_hash"],
+        COHORT,
+        COHORT,
+        UNIT_PARTS,
+        engine=info["engine"],
+    )
 
 
 @fuzz(200)

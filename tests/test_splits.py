@@ -68,7 +68,8 @@ def test_datasets_reads_the_splits(dataset, tmp_path):
     counts = split_dataset(dataset, tmp_path / "split", validation=0.2, test=0.2, seed=1)
     total = sum(pq.read_metadata(p).num_rows for p in (dataset / "data").glob("*.parquet"))
     assert sum(counts.values()) == total and counts["train"] > counts["test"] > 0
-    loaded = datasets.load_dataset(str(tmp_path / "split"))
+    # a cache of its own: the shared one may hold an earlier run's folder of this name
+    loaded = datasets.load_dataset(str(tmp_path / "split"), cache_dir=str(tmp_path / "hf-cache"))
     assert {name: len(part) for name, part in loaded.items()} == {k: v for k, v in counts.items() if v}
     ids = [i for part in loaded.values() for i in part["example_id"]]
     assert len(ids) == len(set(ids)) == total

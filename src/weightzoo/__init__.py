@@ -1,3 +1,3 @@
 """weightzoo: datasets of trained subject models for training LLM interpreters."""
 
-__version__ = "0.5.0"
+__version__ = "0.6.0"

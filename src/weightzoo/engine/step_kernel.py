@@ -82,9 +82,22 @@ def build_name() -> str:
     return f"compiled step {_key(compiler)} ({_compiler_version(compiler)}, {platform.machine()})"
 
 
+@cache
+def _cpu() -> str:
+    """What `-march=native` builds for: the CPU's model and feature flags (Linux), else its name."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return platform.processor() or platform.machine()
+    wanted = ("model name", "flags", "Features", "CPU implementer", "CPU part")
+    return repr(sorted({line for line in lines if line.split(":")[0].strip() in wanted}))
+
+
 def _key(compiler: str) -> str:
-    text = SOURCE.read_bytes() + repr((FLAGS, _compiler_version(compiler), platform.machine())).encode()
-    return hashlib.sha256(text).hexdigest()[:16]
+    """The build's name: its source, flags, compiler and CPU (a library built for one CPU's vector units
+    neither runs nor rounds the same on another's)."""
+    build = (FLAGS, _compiler_version(compiler), platform.machine(), _cpu())
+    return hashlib.sha256(SOURCE.read_bytes() + repr(build).encode()).hexdigest()[:16]
 
 
 def _build(compiler: str, target: Path) -> None:

@@ -47,6 +47,9 @@ class RunIdentity:
     unit_size: int
     unit_parts: int
     device: str = "cpu"  # the kind training ran on: CUDA's kernels give other bits than the CPU's
+    # what trained on it: the compiled step of this source, compiler and CPU, or the PyTorch step
+    # (engine/step_kernel.py); each gives its own bits
+    engine: str = "pytorch step"
 
     def fields(self, staged: bool = True) -> dict:
         """The fields a file is stamped with. A shard's bytes do not depend on how its cohort was cut

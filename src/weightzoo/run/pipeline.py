@@ -193,6 +193,7 @@ def run_data_gen(
         unit_size,
         UNIT_PARTS,
         device,
+        _engine_build(cfg, device),
     )
     with single_writer(out):
         for stale in stale_temporaries(out):  # left by a killed run (no other run writes: we hold the lock)
@@ -217,6 +218,15 @@ def _device_kind(cfg: Config) -> str:
             return "cuda" if pipeline.ray_gpus_per_task > 0 else "cpu"
         return pipeline.device
     return resolve_device(pipeline.device).type
+
+
+def _engine_build(cfg: Config, device: str) -> str:
+    """What trains: on this machine's CPU, the compiled step where it builds (`step_kernel.build_name`);
+    on a GPU, the PyTorch step. A Ray cluster's nodes each build their own: a run on one records
+    the build of the machine that drives it, which is theirs only where the nodes are alike."""
+    from weightzoo.engine import step_kernel
+
+    return step_kernel.build_name() if device == "cpu" else "pytorch step"
 
 
 def _read_inputs(cfg: Config) -> tuple[ProbeSet, bytes]:
