@@ -4,7 +4,8 @@ The package, along the data flow: `model.py` (the subject model: spec, encoding,
 `jobs.py` (a model's training problem in, its result out; stacks and row orders), `rows.py` (a
 stack's rows as padded tensors), `layout.py` (a stack's parameters packed in one flat buffer, and
 unpacked), `mlp.py` (the stacked MLP's forward and backward, with the activations of
-`weightzoo.activations`), `adam.py` (Adam with each model's own learning rate), `schedule.py` (the two
+`weightzoo.activations`), `adam.py` (Adam with each model's own learning rate), `step_kernel.py` (the
+same step compiled, what trains on the CPU where a C++ compiler is found), `schedule.py` (the two
 stages as plain data and pure functions), `stack.py` (the loop that runs one stack) and `cohort.py`
 (`train_cohort`: jobs grouped into stacks, stacks side by side on threads). `reference.py` is the
 plain loop the engine is tested against; `devices.py` resolves `pipeline.device`.
@@ -18,7 +19,9 @@ model's math.
 
 A step is written out in full: forward and backpropagation with PyTorch's own fused activation-gradient
 kernels (`mlp.py`), then Adam through PyTorch's fused kernel, scaled by each model's learning rate
-(`adam.py`). All parameters of a stack live in one flat buffer (`layout.py`), so Adam, checkpoints and
+(`adam.py`). On the CPU the same step runs compiled (`step_kernel.py`): one call per step for the whole
+stack, model by model, which removes the ~100 operations' dispatch and passes over memory. All
+parameters of a stack live in one flat buffer (`layout.py`), so Adam, checkpoints and
 finite checks are a few whole-buffer operations; models that finish are dropped from the stack so they
 cost nothing more.
 `CohortStats` reports models/s and the achieved GFLOP/s.

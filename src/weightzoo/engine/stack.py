@@ -103,10 +103,20 @@ class Stack:
         self.params = self.layout.views(self.flat)
         self.adam.bind(self.flat, self.grad)
 
-    def logits(self, x: torch.Tensor, params: list[torch.Tensor], models: torch.Tensor | None = None):
-        """The logits of the models `params` hold (`models`: their stack rows; None: all)."""
+    def logits(self, x: torch.Tensor, flat: torch.Tensor, models: torch.Tensor | None = None):
+        """The logits of the models whose parameters `flat` holds (`models`: their stack rows; None: all)."""
+        if self.compiled:
+            widths = self.widths if models is None else self.widths[models.cpu().numpy()]
+            return step_kernel.logits(
+                flat=flat,
+                widths=widths,
+                x=x,
+                depth=self.depth,
+                width=self.dims[1],
+                activation=self.activation,
+            )
         unit_mask = self.unit_mask if models is None else self.unit_mask.index_select(0, models)
-        return mlp.forward(x, params, self.activation, unit_mask)[0]
+        return mlp.forward(x, self.layout.views(flat), self.activation, unit_mask)[0]
 
     def _dropout_scales(self, rows: int, stepping: np.ndarray) -> list[torch.Tensor] | None:
         """Dropout masks (scaled by 1/(1-p)) for one step, [K, rows, width] per hidden layer. Each
@@ -124,20 +134,20 @@ class Stack:
             scales.append(scale.to(self.device))
         return scales
 
-    def _rows(self, which: np.ndarray) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """The stack rows of the models in `which`, and their parameters' views (a copy)."""
+    def _rows(self, which: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """The stack rows of the models in `which`, and their parameters (a copy)."""
         rows = torch.as_tensor(np.flatnonzero(which), device=self.device)
-        return rows, self.layout.views(self.flat.index_select(0, rows))
+        return rows, self.flat.index_select(0, rows)
 
     def val_loss(self, labels: torch.Tensor, which: np.ndarray | None = None) -> np.ndarray:
         """Each model's mean validation loss under `labels`; with `which`, only those models' (NaN for
         the others): a model's loss is the same whichever models are run beside it."""
-        x, params, mask, models = self.x_va, self.params, self.val_mask, None
+        x, flat, mask, models = self.x_va, self.flat, self.val_mask, None
         if which is not None:
-            models, params = self._rows(which)
+            models, flat = self._rows(which)
             x, labels, mask = (t.index_select(0, models) for t in (x, labels, mask))
         with torch.no_grad():
-            logits = self.logits(x, params, models)
+            logits = self.logits(x, flat, models)
             loss = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
             mean = ((loss * mask).sum(1) / mask.sum(1).clamp(min=1)).cpu().numpy()
         if which is None:
@@ -149,10 +159,10 @@ class Stack:
     def selection_accuracy(self, which: np.ndarray) -> np.ndarray:
         """Accuracy per selection group for the models in `which`, [K, groups]: NaN for other models
         and for empty groups. Only those models are run, since the selection set is large."""
-        rows, params = self._rows(which)
+        rows, flat = self._rows(which)
         accuracy = np.full(self.target_one_hot.shape, np.nan)
         with torch.no_grad():
-            logits = self.logits(self.x_se.index_select(0, rows), params, models=rows)
+            logits = self.logits(self.x_se.index_select(0, rows), flat, models=rows)
             correct = ((logits > 0) == (self.y_se.index_select(0, rows) > 0.5)).to(self.dtype)
             groups = self.select_groups.index_select(0, rows)
             hits, sizes = torch.einsum("km,kmg->kg", correct, groups), groups.sum(1)

@@ -130,8 +130,8 @@ static void gemm(T* C, int64_t ldc, const T* A, int64_t sar, int64_t sac, const 
 static inline Vec<float>::type exp_vec(Vec<float>::type x) {
     typedef Vec<float>::type V;
     typedef Vec<float>::itype VI;
-    x = x < 88.3762626647949f ? x : splat(88.3762626647949f);
-    x = x > -87.3365447505531f ? x : splat(-87.3365447505531f);
+    x = x > 88.0f ? splat(88.0f) : x;  // NaN passes through both clamps
+    x = x < -87.3365447505531f ? splat(-87.3365447505531f) : x;
     const V magic = splat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
     V n = (x * 1.44269504088896341f + magic) - magic;
     V r = x - n * 0.693359375f;
@@ -174,7 +174,7 @@ template <> struct Act<float> {
         for (int64_t i = 0; i < n; i += 16) {
             V x = load(z + i), y;
             switch (act) {
-                case RELU: y = x > 0 ? x : V{}; break;
+                case RELU: y = !(x <= 0) ? x : V{}; break;  // NaN stays NaN, as in torch.relu
                 case LEAKY_RELU: y = x > 0 ? x : x * slope; break;
                 case GELU: y = 0.5f * x * (1.0f + erf_vec(x * 0.70710678118654752f)); break;
                 case SIGMOID: y = 1.0f / (1.0f + exp_vec(-x)); break;
@@ -189,7 +189,7 @@ template <> struct Act<float> {
         for (int64_t i = 0; i < n; i += 16) {
             V gv = load(g + i), x = load(z + i), y;
             switch (act) {
-                case RELU: y = x > 0 ? gv : V{}; break;
+                case RELU: y = !(x <= 0) ? gv : V{}; break;  // threshold_backward's rule
                 case LEAKY_RELU: y = x > 0 ? gv : gv * slope; break;
                 case GELU: {
                     V cdf = 0.5f * (1.0f + erf_vec(x * 0.70710678118654752f));
@@ -217,7 +217,7 @@ template <> struct Act<double> {
         for (int64_t i = 0; i < n; ++i) {
             const double x = z[i];
             switch (act) {
-                case RELU: h[i] = x > 0 ? x : 0.0; break;
+                case RELU: h[i] = !(x <= 0) ? x : 0.0; break;
                 case LEAKY_RELU: h[i] = x > 0 ? x : x * slope; break;
                 case GELU: h[i] = 0.5 * x * (1.0 + std::erf(x * 0.70710678118654752)); break;
                 case SIGMOID: h[i] = 1.0 / (1.0 + std::exp(-x)); break;
@@ -230,7 +230,7 @@ template <> struct Act<double> {
         for (int64_t i = 0; i < n; ++i) {
             const double x = z[i];
             switch (act) {
-                case RELU: d[i] = x > 0 ? g[i] : 0.0; break;
+                case RELU: d[i] = !(x <= 0) ? g[i] : 0.0; break;
                 case LEAKY_RELU: d[i] = x > 0 ? g[i] : g[i] * slope; break;
                 case GELU: {
                     const double cdf = 0.5 * (1.0 + std::erf(x * 0.70710678118654752));
@@ -405,6 +405,63 @@ template <class T> static void step_model(const StepArgs& a, int64_t k, Scratch<
     }
 }
 
+// The logits of one model for R rows, forward only (the validation and selection passes): the step's
+// forward arithmetic, in two buffers that take turns. Padded units are silenced as in the step.
+template <class T> static void logits_model(const StepArgs& a, int64_t k, Scratch<T>& scratch) {
+    typedef typename Vec<T>::type V;
+    constexpr int L = Vec<T>::lanes;
+    const int64_t depth = a.depth, in = a.in_dim, W = a.width, R = a.rows;
+    const int64_t nv = (W + L - 1) / L, Wp = nv * L;
+    const T* p = static_cast<const T*>(a.flat) + k * a.params;
+    const T* x = static_cast<const T*>(a.x) + k * a.x_stride;
+    const int64_t own = a.widths[k];
+    T* s = scratch.take((in > W ? in : W) * Wp + 2 * Wp + 2 * R * Wp);
+    T* Wc = s; s += (in > W ? in : W) * Wp;
+    T* bias = s; s += Wp;
+    T* wout = s; s += Wp;
+    T* buf[2] = {s, s + R * Wp};
+    const T* prev = x;
+    int64_t ld = in, o = 0;
+    for (int64_t l = 0; l < depth; ++l) {
+        const int64_t fan_in = l == 0 ? in : W;
+        for (int64_t i = 0; i < fan_in; ++i)
+            for (int64_t j = 0; j < Wp; ++j) Wc[i * Wp + j] = j < W ? p[o + i * W + j] : T(0);
+        o += fan_in * W;
+        for (int64_t j = 0; j < Wp; ++j) bias[j] = j < W ? p[o + j] : T(0);
+        o += W;
+        T* z = buf[l % 2];
+        gemm<T>(z, Wp, prev, ld, 1, Wc, Wp, R, fan_in, nv, bias);
+        Act<T>::forward(a.activation, z, z, R * Wp, T(a.leaky_slope));
+        if (a.activation == SIGMOID) {
+            for (int64_t r = 0; r < R; ++r)
+                for (int64_t j = own; j < Wp; ++j) z[r * Wp + j] = 0;
+        }
+        prev = z, ld = Wp;
+    }
+    for (int64_t j = 0; j < Wp; ++j) wout[j] = j < W ? p[o + j] : T(0);
+    const T bout = p[o + W];
+    T* out = static_cast<T*>(a.loss) + k * a.y_stride;
+    for (int64_t r = 0; r < R; ++r) {
+        V acc = {};
+        for (int64_t v = 0; v < nv; ++v) acc += load(prev + r * Wp + v * L) * load(wout + v * L);
+        T sum = 0;
+        for (int j = 0; j < L; ++j) sum += acc[j];
+        out[r] = sum + bout;
+    }
+}
+
+template <class T> static void logits(const StepArgs& a) {
+    static thread_local Scratch<T> scratch;
+#if defined(__SSE__)
+    const unsigned int mode = _mm_getcsr();
+    _mm_setcsr(mode | 0x8040);
+#endif
+    for (int64_t k = 0; k < a.models; ++k) logits_model<T>(a, k, scratch);
+#if defined(__SSE__)
+    _mm_setcsr(mode);
+#endif
+}
+
 template <class T> static void step(const StepArgs& a) {
     static thread_local Scratch<T> scratch;
 #if defined(__SSE__)
@@ -432,4 +489,7 @@ extern "C" {
 int wz_abi_version() { return 1; }
 void wz_step_f32(const StepArgs* a) { step<float>(*a); }
 void wz_step_f64(const StepArgs* a) { step<double>(*a); }
+// logits [models, rows] into `loss` (row stride y_stride); reads flat, widths, x and the sizes only
+void wz_logits_f32(const StepArgs* a) { logits<float>(*a); }
+void wz_logits_f64(const StepArgs* a) { logits<double>(*a); }
 }

@@ -128,8 +128,9 @@ def load() -> ctypes.CDLL | None:
         message = f"the compiled training step did not build; training takes the PyTorch step: {detail}"
         warnings.warn(message, stacklevel=2)
         return None
-    library.wz_step_f32.argtypes = library.wz_step_f64.argtypes = [ctypes.POINTER(StepArgs)]
-    library.wz_step_f32.restype = library.wz_step_f64.restype = None
+    for name in ("wz_step_f32", "wz_step_f64", "wz_logits_f32", "wz_logits_f64"):
+        getattr(library, name).argtypes = [ctypes.POINTER(StepArgs)]
+        getattr(library, name).restype = None
     return library
 
 
@@ -200,3 +201,35 @@ def step(
     )
     (library.wz_step_f32 if flat.dtype == torch.float32 else library.wz_step_f64)(ctypes.byref(args))
     return loss
+
+
+def logits(
+    *, flat: torch.Tensor, widths: np.ndarray, x: torch.Tensor, depth: int, width: int, activation: str
+) -> torch.Tensor:
+    """The logits [K, rows] of the models whose parameters `flat` [K, P] holds, for inputs `x`
+    [K, rows, in]: the compiled step's forward pass."""
+    library = load()
+    assert library is not None
+    x = x.contiguous()
+    K, rows, in_dim = x.shape
+    assert flat.is_contiguous() and x.dtype == flat.dtype and flat.device.type == "cpu"
+    widths = np.ascontiguousarray(widths, dtype=np.int64)
+    out = torch.empty(K, rows, dtype=flat.dtype)
+    args = StepArgs(
+        models=K,
+        depth=depth,
+        in_dim=in_dim,
+        width=width,
+        rows=rows,
+        activation=ACTIVATION_CODES[activation],
+        params=flat.shape[1],
+        x_stride=rows * in_dim,
+        y_stride=rows,
+        flat=flat.data_ptr(),
+        widths=widths.ctypes.data,
+        x=x.data_ptr(),
+        loss=out.data_ptr(),
+        leaky_slope=LEAKY_SLOPE,
+    )
+    (library.wz_logits_f32 if flat.dtype == torch.float32 else library.wz_logits_f64)(ctypes.byref(args))
+    return out
