@@ -38,6 +38,20 @@ def test_the_compiled_and_pytorch_steps_agree_in_float64_for_every_activation(mi
         assert got.history["train_loss"] == pytest.approx(want.history["train_loss"], rel=1e-10)
 
 
+@pytest.mark.parametrize("width", [17, 33, 40, 64])
+def test_the_compiled_step_agrees_at_the_configs_widths(width):
+    """Widths of one to five vectors (float32's 16 lanes, float64's 8), blocks of rows of every size."""
+    short = dataclasses.replace(RULES, max_stage1_epochs=3, max_stage2_epochs=2)
+    jobs = [
+        synthetic_job(200 + k, depth=2, width=width - k, activation=a) for k, a in enumerate(["gelu", "relu"])
+    ]
+    jobs.append(synthetic_job(202, depth=2, width=width, activation="sigmoid", encoding="one_hot"))
+    compiled = train_cohort(jobs, short, dtype=torch.float64, compiled=True)
+    pytorch = train_cohort(jobs, short, dtype=torch.float64, compiled=False)
+    for i, (got, want) in enumerate(zip(compiled, pytorch, strict=True)):
+        assert_same_result(got, want, TOL64, f"width {width}, job {i}")
+
+
 def test_the_compiled_step_matches_the_reference_loop_with_the_target_watch():
     rules = dataclasses.replace(RULES, stage2_max_other_drop=0.05)
     jobs = [synthetic_job(i) for i in range(6)]

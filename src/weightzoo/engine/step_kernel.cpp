@@ -98,12 +98,17 @@ static inline void block(T* C, int64_t ldc, const T* A, int64_t sar, int64_t sac
         for (int v = 0; v < NV; ++v) store(C + i * ldc + v * L, acc[i][v]);
 }
 
+// Rows in blocks of MR: as many as keep MR x NV accumulators, NV vectors of B and one of A within
+// the 32 vector registers of AVX-512 (measured: 8 rows of 3 vectors run 2x faster than 4 rows). The
+// last rows go in blocks of 4, 2 and 1; a row's sums are the same in any block.
 template <class T, int NV>
 static void panel(T* C, int64_t ldc, const T* A, int64_t sar, int64_t sac, const T* B, int64_t ldb, int64_t m,
                   int64_t kc, const T* init) {
-    constexpr int MR = NV <= 2 ? 6 : 4;
+    constexpr int MR = NV == 1 ? 16 : NV == 2 ? 12 : NV == 3 ? 8 : 6;
     int64_t i = 0;
     for (; i + MR <= m; i += MR) block<T, MR, NV>(C + i * ldc, ldc, A + i * sar, sar, sac, B, ldb, kc, init);
+    for (; i + 4 <= m; i += 4) block<T, 4, NV>(C + i * ldc, ldc, A + i * sar, sar, sac, B, ldb, kc, init);
+    for (; i + 2 <= m; i += 2) block<T, 2, NV>(C + i * ldc, ldc, A + i * sar, sar, sac, B, ldb, kc, init);
     for (; i < m; ++i) block<T, 1, NV>(C + i * ldc, ldc, A + i * sar, sar, sac, B, ldb, kc, init);
 }
 
@@ -151,7 +156,8 @@ static inline Vec<float>::type exp_vec(Vec<float>::type x) {
 
 // erf on a float vector: Abramowitz & Stegun 7.1.26 (absolute error under 1.5e-7), the formula
 // PyTorch's own vectorized float erf uses, so GELU rounds as nn.GELU does on a float32 CPU model.
-static inline Vec<float>::type erf_vec(Vec<float>::type x) {
+// `gauss` receives exp(-x^2), which GELU's derivative needs too.
+static inline Vec<float>::type erf_vec(Vec<float>::type x, Vec<float>::type* gauss) {
     typedef Vec<float>::type V;
     V ax = x < 0 ? -x : x;
     V t = 1.0f / (0.3275911f * ax + 1.0f);
@@ -160,90 +166,98 @@ static inline Vec<float>::type erf_vec(Vec<float>::type x) {
     r = r * t + 1.421413741f;
     r = r * t - 0.284496736f;
     r = r * t + 0.254829592f;
-    V e = 1.0f - r * t * exp_vec(-(x * x));
+    *gauss = exp_vec(-(x * x));
+    V e = 1.0f - r * t * *gauss;
     return x < 0 ? -e : e;
 }
 
-// Activation forward and backward over n values (n a multiple of the lanes), vectorized for float;
-// double (the tests' precision) takes libm's functions value by value.
+// Activations over n values (n a multiple of the lanes): h = act(z) and, when `dz` is given, the
+// derivative act'(z) beside it, so the backward pass is one product (GELU's erf and Gaussian are then
+// computed once per value, not three times). Vectorized for float; double (the tests' precision)
+// takes libm's functions value by value.
 template <class T> struct Act;
 
 template <> struct Act<float> {
     typedef Vec<float>::type V;
-    static void forward(int act, const float* z, float* h, int64_t n, float slope) {
+    static void forward(int act, const float* z, float* h, float* dz, int64_t n, float slope) {
+        const V one = splat(1.0f), zero = {};
         for (int64_t i = 0; i < n; i += 16) {
-            V x = load(z + i), y;
+            V x = load(z + i), y, d;
             switch (act) {
-                case RELU: y = !(x <= 0) ? x : V{}; break;  // NaN stays NaN, as in torch.relu
-                case LEAKY_RELU: y = x > 0 ? x : x * slope; break;
-                case GELU: y = 0.5f * x * (1.0f + erf_vec(x * 0.70710678118654752f)); break;
-                case SIGMOID: y = 1.0f / (1.0f + exp_vec(-x)); break;
+                case RELU:  // NaN stays NaN, as in torch.relu; its gradient is threshold_backward's
+                    y = !(x <= 0) ? x : zero;
+                    d = !(x <= 0) ? one : zero;
+                    break;
+                case LEAKY_RELU:
+                    y = x > 0 ? x : x * slope;
+                    d = x > 0 ? one : splat(slope);
+                    break;
+                case GELU: {
+                    V gauss;
+                    V cdf = 0.5f * (1.0f + erf_vec(x * 0.70710678118654752f, &gauss));  // gauss: exp(-x^2/2)
+                    y = x * cdf;
+                    d = cdf + x * (gauss * 0.39894228040143268f);
+                    break;
+                }
+                case SIGMOID:
+                    y = 1.0f / (1.0f + exp_vec(-x));
+                    d = (1.0f - y) * y;
+                    break;
                 default:
                     for (int j = 0; j < 16; ++j) y[j] = std::tanh(x[j]);
+                    d = 1.0f - y * y;
             }
             store(h + i, y);
-        }
-    }
-    // d = g * act'(z); a: act(z), before any dropout scale
-    static void backward(int act, const float* g, const float* z, const float* a, float* d, int64_t n, float slope) {
-        for (int64_t i = 0; i < n; i += 16) {
-            V gv = load(g + i), x = load(z + i), y;
-            switch (act) {
-                case RELU: y = !(x <= 0) ? gv : V{}; break;  // threshold_backward's rule
-                case LEAKY_RELU: y = x > 0 ? gv : gv * slope; break;
-                case GELU: {
-                    V cdf = 0.5f * (1.0f + erf_vec(x * 0.70710678118654752f));
-                    V pdf = exp_vec(-0.5f * x * x) * 0.39894228040143268f;
-                    y = gv * (cdf + x * pdf);
-                    break;
-                }
-                case SIGMOID: {
-                    V s = load(a + i);
-                    y = gv * (1.0f - s) * s;
-                    break;
-                }
-                default: {
-                    V h = load(a + i);
-                    y = gv * (1.0f - h * h);
-                }
-            }
-            store(d + i, y);
+            if (dz) store(dz + i, d);
         }
     }
 };
 
 template <> struct Act<double> {
-    static void forward(int act, const double* z, double* h, int64_t n, double slope) {
+    static void forward(int act, const double* z, double* h, double* dz, int64_t n, double slope) {
         for (int64_t i = 0; i < n; ++i) {
             const double x = z[i];
+            double y, d;
             switch (act) {
-                case RELU: h[i] = !(x <= 0) ? x : 0.0; break;
-                case LEAKY_RELU: h[i] = x > 0 ? x : x * slope; break;
-                case GELU: h[i] = 0.5 * x * (1.0 + std::erf(x * 0.70710678118654752)); break;
-                case SIGMOID: h[i] = 1.0 / (1.0 + std::exp(-x)); break;
-                default: h[i] = std::tanh(x);
-            }
-        }
-    }
-    static void backward(int act, const double* g, const double* z, const double* a, double* d, int64_t n,
-                         double slope) {
-        for (int64_t i = 0; i < n; ++i) {
-            const double x = z[i];
-            switch (act) {
-                case RELU: d[i] = !(x <= 0) ? g[i] : 0.0; break;
-                case LEAKY_RELU: d[i] = x > 0 ? g[i] : g[i] * slope; break;
+                case RELU:
+                    y = !(x <= 0) ? x : 0.0;
+                    d = !(x <= 0) ? 1.0 : 0.0;
+                    break;
+                case LEAKY_RELU:
+                    y = x > 0 ? x : x * slope;
+                    d = x > 0 ? 1.0 : slope;
+                    break;
                 case GELU: {
                     const double cdf = 0.5 * (1.0 + std::erf(x * 0.70710678118654752));
-                    const double pdf = std::exp(-0.5 * x * x) * 0.39894228040143268;
-                    d[i] = g[i] * (cdf + x * pdf);
+                    y = x * cdf;
+                    d = cdf + x * (std::exp(-0.5 * x * x) * 0.39894228040143268);
                     break;
                 }
-                case SIGMOID: d[i] = g[i] * (1.0 - a[i]) * a[i]; break;
-                default: d[i] = g[i] * (1.0 - a[i] * a[i]);
+                case SIGMOID:
+                    y = 1.0 / (1.0 + std::exp(-x));
+                    d = (1.0 - y) * y;
+                    break;
+                default:
+                    y = std::tanh(x);
+                    d = 1.0 - y * y;
             }
+            h[i] = y;
+            if (dz) dz[i] = d;
         }
     }
 };
+
+// The gradient at a layer's pre-activation: g * act'(z), zero where act' is (ReLU's rule: no gradient
+// passes a unit that was off, whatever arrives).
+template <class T> static void through_activation(const T* g, const T* dz, T* out, int64_t n) {
+    typedef typename Vec<T>::type V;
+    constexpr int L = Vec<T>::lanes;
+    const V zero = {};
+    for (int64_t i = 0; i < n; i += L) {
+        V d = load(dz + i);
+        store(out + i, d == 0 ? zero : load(g + i) * d);
+    }
+}
 
 // A model's scratch, reused across calls on a thread (sized for the largest stack seen).
 template <class T> struct Scratch {
@@ -281,8 +295,8 @@ template <class T> static void step_model(const StepArgs& a, int64_t k, Scratch<
     }
 
     // Scratch: padded weights [fan_in, Wp] and their transposes [W, Wp], biases [Wp], the output
-    // weights [Wp]; per layer pre-activations z, activations a (and h = a * keep with dropout), all
-    // [R, Wp]; the gradients at h and z [R, Wp]; weight gradients [fan_in, Wp]; logits and deltas [R].
+    // weights [Wp]; per layer pre-activations z (then the activation's derivative there), activations a
+    // (and h = a * keep with dropout), all [R, Wp]; the gradients at h and z [R, Wp]; weight gradients [fan_in, Wp]; logits and deltas [R].
     size_t need = 0;
     for (int64_t l = 0; l < depth; ++l) need += (fan_in[l] + W + 1) * Wp;
     need += Wp + (3 * depth + 2) * R * Wp + (in > W ? in : W) * Wp + Wp + 2 * R;
@@ -324,7 +338,7 @@ template <class T> static void step_model(const StepArgs& a, int64_t k, Scratch<
         const T* prev = l == 0 ? x : H[l - 1];
         const int64_t ld = l == 0 ? in : Wp;
         gemm<T>(Z[l], Wp, prev, ld, 1, Wc[l], Wp, R, fan_in[l], nv, bias[l]);
-        Act<T>::forward(a.activation, Z[l], A[l], R * Wp, slope);
+        Act<T>::forward(a.activation, Z[l], A[l], Z[l], R * Wp, slope);  // Z[l] now holds act'(z)
         if (!zero_at_zero) {  // act(0) != 0: silence the units the model does not have
             for (int64_t r = 0; r < R; ++r)
                 for (int64_t j = own; j < Wp; ++j) A[l][r * Wp + j] = 0;
@@ -389,7 +403,7 @@ template <class T> static void step_model(const StepArgs& a, int64_t k, Scratch<
             for (int64_t r = 0; r < R; ++r)
                 for (int64_t j = 0; j < W; ++j) G[r * Wp + j] *= kl[r * W + j];
         }
-        Act<T>::backward(a.activation, G, Z[l], A[l], D, R * Wp, slope);
+        through_activation<T>(G, Z[l], D, R * Wp);
         const T* prev = l == 0 ? x : H[l - 1];
         const int64_t ld = l == 0 ? in : Wp;
         // weight gradient [fan_in, Wp] = prev^T @ D: A(i, r) = prev[r * ld + i]
@@ -431,7 +445,7 @@ template <class T> static void logits_model(const StepArgs& a, int64_t k, Scratc
         o += W;
         T* z = buf[l % 2];
         gemm<T>(z, Wp, prev, ld, 1, Wc, Wp, R, fan_in, nv, bias);
-        Act<T>::forward(a.activation, z, z, R * Wp, T(a.leaky_slope));
+        Act<T>::forward(a.activation, z, z, nullptr, R * Wp, T(a.leaky_slope));
         if (a.activation == SIGMOID) {
             for (int64_t r = 0; r < R; ++r)
                 for (int64_t j = own; j < Wp; ++j) z[r * Wp + j] = 0;
