@@ -53,7 +53,7 @@ enum Activation { RELU = 0, GELU = 1, TANH = 2, SIGMOID = 3, LEAKY_RELU = 4 };
 
 struct StepArgs {
     int64_t models, depth, in_dim, width, rows, activation, params;  // params: P, a model's flat size
-    int64_t x_stride, y_stride, mask_stride;                       // elements from one model's rows to the next's
+    int64_t x_stride, y_stride, mask_stride;  // from one model's rows to the next's
     void* flat;                                                    // [models, P]
     void* m;                                                       // Adam's first moments [models, P]
     void* v;                                                       // second moments [models, P]
@@ -268,6 +268,82 @@ template <class T> struct Scratch {
     }
 };
 
+// One model's parameters in whole vectors: each hidden layer's weight [fan_in, Wp] and bias [Wp], and
+// the output unit's weights [Wp], copied from its flat row (layout.py) with zeros in the padding; the
+// offsets of every piece in that row, where Adam writes.
+template <class T> struct Padded {
+    int64_t depth, in, W, nv, Wp;
+    std::vector<int64_t> w_off, b_off, fan_in;
+    std::vector<T*> weight, bias;
+    T* wout;
+    T bout;
+
+    Padded(const StepArgs& a, const T* p, T*& s) : depth(a.depth), in(a.in_dim), W(a.width) {
+        nv = (W + Vec<T>::lanes - 1) / Vec<T>::lanes, Wp = nv * Vec<T>::lanes;
+        w_off.resize(depth + 1), b_off.resize(depth + 1), fan_in.resize(depth + 1);
+        for (int64_t l = 0, o = 0; l <= depth; ++l) {
+            fan_in[l] = l == 0 ? in : W;
+            const int64_t fan_out = l == depth ? 1 : W;
+            w_off[l] = o;
+            b_off[l] = o + fan_in[l] * fan_out;
+            o = b_off[l] + fan_out;
+        }
+        weight.resize(depth), bias.resize(depth);
+        for (int64_t l = 0; l < depth; ++l) {
+            weight[l] = s, s += fan_in[l] * Wp;
+            bias[l] = s, s += Wp;
+            const T* w = p + w_off[l];
+            for (int64_t i = 0; i < fan_in[l]; ++i)
+                for (int64_t j = 0; j < Wp; ++j) weight[l][i * Wp + j] = j < W ? w[i * W + j] : T(0);
+            for (int64_t j = 0; j < Wp; ++j) bias[l][j] = j < W ? p[b_off[l] + j] : T(0);
+        }
+        wout = s, s += Wp;
+        for (int64_t j = 0; j < Wp; ++j) wout[j] = j < W ? p[w_off[depth] + j] : T(0);
+        bout = p[b_off[depth]];
+    }
+
+    static size_t size(const StepArgs& a) {  // the scratch a Padded takes
+        const int64_t Wp = (a.width + Vec<T>::lanes - 1) / Vec<T>::lanes * Vec<T>::lanes;
+        return (a.in_dim + (a.depth - 1) * a.width + a.depth + 1) * Wp;
+    }
+};
+
+// The forward pass of model k over R rows x [R, in]: per hidden layer Z = prev @ W + b, A = act(Z)
+// (with `derivative`, act'(z) is then stored over Z for the backward), H = A scaled by this step's
+// dropout mask where there is one (else H is A); the logits into `logit` [R]. Units the model does not
+// have are silenced where act(0) is not 0. Z, A and H may be the same buffers (logits only).
+template <class T>
+static void forward(const StepArgs& a, int64_t k, const Padded<T>& m, const T* x, int64_t R, T* const* Z,
+                    T* const* A, T* const* H, bool derivative, const T* keep, T* logit) {
+    typedef typename Vec<T>::type V;
+    constexpr int L = Vec<T>::lanes;
+    const int64_t Wp = m.Wp, W = m.W, own = a.widths[k];
+    for (int64_t l = 0; l < m.depth; ++l) {
+        const T* prev = l == 0 ? x : H[l - 1];
+        const int64_t ld = l == 0 ? m.in : Wp;
+        gemm<T>(Z[l], Wp, prev, ld, 1, m.weight[l], Wp, R, m.fan_in[l], m.nv, m.bias[l]);
+        Act<T>::forward(a.activation, Z[l], A[l], derivative ? Z[l] : nullptr, R * Wp, T(a.leaky_slope));
+        if (a.activation == SIGMOID) {  // sigmoid(0) = 1/2
+            for (int64_t r = 0; r < R; ++r)
+                for (int64_t j = own; j < Wp; ++j) A[l][r * Wp + j] = 0;
+        }
+        if (keep) {
+            const T* kl = keep + ((l * a.models + k) * R) * W;
+            for (int64_t r = 0; r < R; ++r)
+                for (int64_t j = 0; j < Wp; ++j)
+                    H[l][r * Wp + j] = j < W ? A[l][r * Wp + j] * kl[r * W + j] : T(0);
+        }
+    }
+    const T* top = H[m.depth - 1];
+    for (int64_t r = 0; r < R; ++r) {
+        V acc = {};
+        for (int64_t v = 0; v < m.nv; ++v) acc += load(top + r * Wp + v * L) * load(m.wout + v * L);
+        T sum = 0;
+        for (int j = 0; j < L; ++j) sum += acc[j];
+        logit[r] = sum + m.bout;
+    }
+}
+
 template <class T> static void step_model(const StepArgs& a, int64_t k, Scratch<T>& scratch) {
     typedef typename Vec<T>::type V;
     constexpr int L = Vec<T>::lanes;
@@ -280,34 +356,21 @@ template <class T> static void step_model(const StepArgs& a, int64_t k, Scratch<
     const T* y = static_cast<const T*>(a.y) + k * a.y_stride;
     const T* mask = static_cast<const T*>(a.mask) + k * a.mask_stride;
     const T* keep = static_cast<const T*>(a.keep);
-    const bool zero_at_zero = a.activation != SIGMOID;
-    const T slope = T(a.leaky_slope);
-    const int64_t own = a.widths[k];
 
-    // Offsets of each layer's weight [fan_in, fan_out] and bias in the flat row (layout.py).
-    std::vector<int64_t> w_off(depth + 1), b_off(depth + 1), fan_in(depth + 1);
-    for (int64_t l = 0, o = 0; l <= depth; ++l) {
-        fan_in[l] = l == 0 ? in : W;
-        const int64_t fan_out = l == depth ? 1 : W;
-        w_off[l] = o;
-        b_off[l] = o + fan_in[l] * fan_out;
-        o = b_off[l] + fan_out;
-    }
-
-    // Scratch: padded weights [fan_in, Wp] and their transposes [W, Wp], biases [Wp], the output
-    // weights [Wp]; per layer pre-activations z (then the activation's derivative there), activations a
-    // (and h = a * keep with dropout), all [R, Wp]; the gradients at h and z [R, Wp]; weight gradients [fan_in, Wp]; logits and deltas [R].
-    size_t need = 0;
-    for (int64_t l = 0; l < depth; ++l) need += (fan_in[l] + W + 1) * Wp;
-    need += Wp + (3 * depth + 2) * R * Wp + (in > W ? in : W) * Wp + Wp + 2 * R;
-    T* s = scratch.take(need);
-    std::vector<T*> Wc(depth), WT(depth), bias(depth), Z(depth), A(depth), H(depth);
+    // Scratch: the padded parameters; the weights transposed [W, Wp] for the backward; per layer z
+    // (then act'(z)), a and h (with dropout), all [R, Wp]; the gradients at h and z [R, Wp]; a weight
+    // gradient [fan_in, Wp] and a bias gradient [Wp]; logits and deltas [R].
+    const int64_t widest_in = in > W ? in : W;
+    const size_t need = depth * W * Wp + (3 * depth + 2) * R * Wp + (widest_in + 1) * Wp + 2 * R;
+    T* s = scratch.take(Padded<T>::size(a) + need);
+    const Padded<T> model(a, p, s);
+    std::vector<T*> WT(depth), Z(depth), A(depth), H(depth);
     for (int64_t l = 0; l < depth; ++l) {
-        Wc[l] = s, s += fan_in[l] * Wp;
         WT[l] = s, s += W * Wp;
-        bias[l] = s, s += Wp;
+        const T* w = p + model.w_off[l];
+        for (int64_t j = 0; j < W; ++j)
+            for (int64_t i = 0; i < Wp; ++i) WT[l][j * Wp + i] = i < model.fan_in[l] ? w[i * W + j] : T(0);
     }
-    T* wout = s; s += Wp;
     for (int64_t l = 0; l < depth; ++l) {
         Z[l] = s, s += R * Wp;
         A[l] = s, s += R * Wp;
@@ -315,48 +378,15 @@ template <class T> static void step_model(const StepArgs& a, int64_t k, Scratch<
     }
     T* G = s; s += R * Wp;   // gradient at a layer's output
     T* D = s; s += R * Wp;   // gradient at its pre-activation
-    T* gW = s; s += (in > W ? in : W) * Wp;
+    T* gW = s; s += widest_in * Wp;
     T* gb = s; s += Wp;
     T* logit = s; s += R;
     T* delta = s;
+    const std::vector<int64_t>& w_off = model.w_off, &b_off = model.b_off, &fan_in = model.fan_in;
+    const T* wout = model.wout;
 
-    for (int64_t l = 0; l < depth; ++l) {  // zero-padded to whole vectors; transposed for the backward
-        const T* w = p + w_off[l];
-        for (int64_t i = 0; i < fan_in[l]; ++i) {
-            for (int64_t j = 0; j < Wp; ++j) Wc[l][i * Wp + j] = j < W ? w[i * W + j] : T(0);
-        }
-        for (int64_t j = 0; j < W; ++j) {
-            for (int64_t i = 0; i < Wp; ++i) WT[l][j * Wp + i] = i < fan_in[l] ? w[i * W + j] : T(0);
-        }
-        for (int64_t j = 0; j < Wp; ++j) bias[l][j] = j < W ? p[b_off[l] + j] : T(0);
-    }
-    for (int64_t j = 0; j < Wp; ++j) wout[j] = j < W ? p[w_off[depth] + j] : T(0);
-    const T bout = p[b_off[depth]];
-
-    // Forward.
-    for (int64_t l = 0; l < depth; ++l) {
-        const T* prev = l == 0 ? x : H[l - 1];
-        const int64_t ld = l == 0 ? in : Wp;
-        gemm<T>(Z[l], Wp, prev, ld, 1, Wc[l], Wp, R, fan_in[l], nv, bias[l]);
-        Act<T>::forward(a.activation, Z[l], A[l], Z[l], R * Wp, slope);  // Z[l] now holds act'(z)
-        if (!zero_at_zero) {  // act(0) != 0: silence the units the model does not have
-            for (int64_t r = 0; r < R; ++r)
-                for (int64_t j = own; j < Wp; ++j) A[l][r * Wp + j] = 0;
-        }
-        if (keep) {  // dropout: the layer passes on its output scaled by this step's mask
-            const T* kl = keep + ((l * a.models + k) * R) * W;
-            for (int64_t r = 0; r < R; ++r)
-                for (int64_t j = 0; j < Wp; ++j) H[l][r * Wp + j] = j < W ? A[l][r * Wp + j] * kl[r * W + j] : T(0);
-        }
-    }
+    forward<T>(a, k, model, x, R, Z.data(), A.data(), H.data(), true, keep, logit);
     const T* top = H[depth - 1];
-    for (int64_t r = 0; r < R; ++r) {
-        V acc = {};
-        for (int64_t v = 0; v < nv; ++v) acc += load(top + r * Wp + v * L) * load(wout + v * L);
-        T sum = 0;
-        for (int j = 0; j < L; ++j) sum += acc[j];
-        logit[r] = sum + bout;
-    }
 
     // Loss and its gradient at the logits: the mean over the model's own rows.
     T count = 0, loss = 0;
@@ -419,49 +449,17 @@ template <class T> static void step_model(const StepArgs& a, int64_t k, Scratch<
     }
 }
 
-// The logits of one model for R rows, forward only (the validation and selection passes): the step's
-// forward arithmetic, in two buffers that take turns. Padded units are silenced as in the step.
+// The logits of model k for R rows, forward only (the validation and selection passes): the step's
+// forward pass, in two buffers that take turns.
 template <class T> static void logits_model(const StepArgs& a, int64_t k, Scratch<T>& scratch) {
-    typedef typename Vec<T>::type V;
-    constexpr int L = Vec<T>::lanes;
-    const int64_t depth = a.depth, in = a.in_dim, W = a.width, R = a.rows;
-    const int64_t nv = (W + L - 1) / L, Wp = nv * L;
-    const T* p = static_cast<const T*>(a.flat) + k * a.params;
+    const int64_t Wp = (a.width + Vec<T>::lanes - 1) / Vec<T>::lanes * Vec<T>::lanes, R = a.rows;
+    T* s = scratch.take(Padded<T>::size(a) + 2 * R * Wp);
+    const Padded<T> model(a, static_cast<const T*>(a.flat) + k * a.params, s);
+    std::vector<T*> turns(a.depth);
+    for (int64_t l = 0; l < a.depth; ++l) turns[l] = s + (l % 2) * R * Wp;
     const T* x = static_cast<const T*>(a.x) + k * a.x_stride;
-    const int64_t own = a.widths[k];
-    T* s = scratch.take((in > W ? in : W) * Wp + 2 * Wp + 2 * R * Wp);
-    T* Wc = s; s += (in > W ? in : W) * Wp;
-    T* bias = s; s += Wp;
-    T* wout = s; s += Wp;
-    T* buf[2] = {s, s + R * Wp};
-    const T* prev = x;
-    int64_t ld = in, o = 0;
-    for (int64_t l = 0; l < depth; ++l) {
-        const int64_t fan_in = l == 0 ? in : W;
-        for (int64_t i = 0; i < fan_in; ++i)
-            for (int64_t j = 0; j < Wp; ++j) Wc[i * Wp + j] = j < W ? p[o + i * W + j] : T(0);
-        o += fan_in * W;
-        for (int64_t j = 0; j < Wp; ++j) bias[j] = j < W ? p[o + j] : T(0);
-        o += W;
-        T* z = buf[l % 2];
-        gemm<T>(z, Wp, prev, ld, 1, Wc, Wp, R, fan_in, nv, bias);
-        Act<T>::forward(a.activation, z, z, nullptr, R * Wp, T(a.leaky_slope));
-        if (a.activation == SIGMOID) {
-            for (int64_t r = 0; r < R; ++r)
-                for (int64_t j = own; j < Wp; ++j) z[r * Wp + j] = 0;
-        }
-        prev = z, ld = Wp;
-    }
-    for (int64_t j = 0; j < Wp; ++j) wout[j] = j < W ? p[o + j] : T(0);
-    const T bout = p[o + W];
     T* out = static_cast<T*>(a.loss) + k * a.y_stride;
-    for (int64_t r = 0; r < R; ++r) {
-        V acc = {};
-        for (int64_t v = 0; v < nv; ++v) acc += load(prev + r * Wp + v * L) * load(wout + v * L);
-        T sum = 0;
-        for (int j = 0; j < L; ++j) sum += acc[j];
-        out[r] = sum + bout;
-    }
+    forward<T>(a, k, model, x, R, turns.data(), turns.data(), turns.data(), false, nullptr, out);
 }
 
 template <class T> static void logits(const StepArgs& a) {
