@@ -98,13 +98,14 @@ static inline void block(T* C, int64_t ldc, const T* A, int64_t sar, int64_t sac
         for (int v = 0; v < NV; ++v) store(C + i * ldc + v * L, acc[i][v]);
 }
 
-// Rows in blocks of MR: as many as keep MR x NV accumulators, NV vectors of B and one of A within
-// the 32 vector registers of AVX-512 (measured: 8 rows of 3 vectors run 2x faster than 4 rows). The
-// last rows go in blocks of 4, 2 and 1; a row's sums are the same in any block.
+// Rows in blocks of MR: 8 rows of up to 3 vectors (24 accumulators), 6 of 4, within the 32 vector
+// registers of AVX-512 with B's vectors and A's broadcast (measured: 8 rows run twice as fast as 4, and
+// 12 or 16 rows of 1-2 vectors slower than 8, their accumulators no longer all in registers). The last
+// rows go in blocks of 4, 2 and 1; a row's sums are the same in any block.
 template <class T, int NV>
 static void panel(T* C, int64_t ldc, const T* A, int64_t sar, int64_t sac, const T* B, int64_t ldb, int64_t m,
                   int64_t kc, const T* init) {
-    constexpr int MR = NV == 1 ? 16 : NV == 2 ? 12 : NV == 3 ? 8 : 6;
+    constexpr int MR = NV <= 3 ? 8 : 6;
     int64_t i = 0;
     for (; i + MR <= m; i += MR) block<T, MR, NV>(C + i * ldc, ldc, A + i * sar, sar, sac, B, ldb, kc, init);
     for (; i + 4 <= m; i += 4) block<T, 4, NV>(C + i * ldc, ldc, A + i * sar, sar, sac, B, ldb, kc, init);
