@@ -39,6 +39,7 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/pool_build_time.py
 	$(PY) benchmarks/format_throughput.py
+	$(PY) benchmarks/step_kernel.py
 	$(PY) benchmarks/train_throughput.py --examples 512 --cohort 512 --naive 24 --threads 2
 	$(PY) benchmarks/acceptance_rate.py --examples 512 --cohort 512
 	$(PY) benchmarks/acceptance_rate.py --examples 512 --cohort 512 --corruption-rate 1.0
