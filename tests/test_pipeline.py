@@ -201,6 +201,19 @@ def test_another_versions_output_folder_is_a_clear_error(tmp_path):
         run_data_gen(cfg, workers=1, log=lambda _: None, cohort_size=COHORT)
 
 
+def test_a_folder_trained_by_another_engine_is_not_finished_here(one_worker, monkeypatch):
+    """The compiled step and the PyTorch step round otherwise: a folder records which trained it."""
+    from weightzoo.engine import step_kernel
+
+    cfg, _ = one_worker
+    info = json.loads((cfg.pipeline.output_dir / "dataset_info.json").read_text())
+    assert info["engine"] == step_kernel.build_name()
+    other = "pytorch step" if info["engine"] != "pytorch step" else "compiled step 0123456789abcdef"
+    monkeypatch.setattr(step_kernel, "build_name", lambda: other)
+    with pytest.raises(UserError, match="engine "):
+        run_data_gen(cfg, workers=1, log=lambda _: None, cohort_size=COHORT)
+
+
 def test_a_missing_signature_file_is_a_clear_error(tmp_path):
     cfg = tiny_config(tmp_path)
     cfg.signature.dataset_path.unlink()
