@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from concurrent.futures import ProcessPoolExecutor
 
+import pytest
+
 from weightzoo.run.workers import PRELOAD, context, warm_up
 
 
@@ -36,3 +38,29 @@ def test_without_a_fork_server_workers_are_spawned(monkeypatch):
     assert workers.context().get_start_method() == "spawn"
     workers.warm_up()
     assert started == []
+
+
+STOP_WHILE_SENDING = """
+import sys, time
+from weightzoo.run.executors import LocalPool
+pool = LocalPool(2)
+pool.submit(bytes, 1).result()
+futures = [pool.submit(bytes, 400_000_000) for _ in range(2)] + [pool.submit(time.sleep, 120)]
+time.sleep(float(sys.argv[1]))
+pool.stop()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.2, 1.0, 1.5, 2.0])
+def test_a_pool_stopped_while_its_workers_send_results_lets_the_command_exit(delay):
+    """A worker killed halfway through sending its result left the pool's reader waiting for the rest,
+    and the interpreter, which joins that reader at exit, hung (seen with large results sent for about a
+    second). Stopping kills only workers still computing, and a part taken after the stop is not run:
+    the process exits at once, not after the queued two-minute part."""
+    import subprocess
+    import time
+
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", STOP_WHILE_SENDING, str(delay)], check=True, timeout=60)
+    assert time.perf_counter() - started < 60  # not the queued part's 120 s

@@ -51,15 +51,39 @@ class InProcess:
         pass
 
 
-def _worker_start() -> None:
+# In a pool worker: the lock, the table of the workers computing a part and the pool's "stopping"
+# flag (set by `_worker_start`).
+_COMPUTING = None
+
+
+def _worker_start(lock, computing, stopping) -> None:
     """In each pool worker: leave Ctrl-C to the main process, which stops the workers itself, and die
     with the fork server, which dies with the command (lifeline.py).
 
     A terminal's Ctrl-C reaches every process of the foreground group; without this, each idle worker
     would print a KeyboardInterrupt traceback as it dies.
     """
+    global _COMPUTING
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent()
+    _COMPUTING = (lock, computing, stopping)
+
+
+def _computing(fn, *args):
+    """Run `fn(*args)` with this worker's pid in the table of workers computing (see `LocalPool.stop`);
+    the result is sent back after it is out of the table. A part taken after the pool stopped is not
+    run: its result would be dropped."""
+    lock, table, stopping = _COMPUTING
+    pid = os.getpid()
+    with lock:
+        if stopping.value:
+            return None
+        table[list(table).index(0)] = pid
+    try:
+        return fn(*args)
+    finally:
+        with lock:
+            table[list(table).index(pid)] = 0
 
 
 class LocalPool:
@@ -69,7 +93,15 @@ class LocalPool:
         from weightzoo.run.workers import context
 
         self.slots = workers
-        self.pool = ProcessPoolExecutor(max_workers=workers, mp_context=context(), initializer=_worker_start)
+        ctx = context()
+        self.lock, self.computing = ctx.Lock(), ctx.Array("q", workers, lock=False)
+        self.stopping = ctx.Value("b", 0, lock=False)
+        self.pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=ctx,
+            initializer=_worker_start,
+            initargs=(self.lock, self.computing, self.stopping),
+        )
 
     def __enter__(self):
         self.pool.__enter__()
@@ -79,15 +111,25 @@ class LocalPool:
         return self.pool.__exit__(*exc)
 
     def submit(self, fn, *args) -> Future:
-        return self.pool.submit(fn, *args)
+        return self.pool.submit(_computing, fn, *args)
 
     def stop(self) -> None:
         """Stop now rather than after the parts in flight (each may take minutes). Their results are
-        lost, not half-written: only this process writes."""
-        processes = list((getattr(self.pool, "_processes", None) or {}).values())
+        lost, not half-written: only this process writes.
+
+        Only workers still computing are killed, under the table's lock, so none dies halfway
+        through sending a result: the pool's reader would wait forever for the rest of it, and the
+        interpreter, which joins that reader at exit, with it. A worker sending is left to finish,
+        and runs no part it takes after; the pool then tells the idle ones to exit."""
         self.pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            process.terminate()
+        with self.lock:
+            self.stopping.value = 1
+            for pid in list(self.computing):
+                if pid:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
 
 
 @dataclass
