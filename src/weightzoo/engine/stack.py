@@ -98,7 +98,10 @@ class Stack:
             self._dropout_gens = [torch.Generator().manual_seed(int(j.order_seed) + 1) for j in jobs]
 
     def _bind_params(self) -> None:
-        """Point the per-layer views at the current flat buffers (after creation or compaction)."""
+        """Point the per-layer views at the current flat buffers (after creation or compaction). The
+        compiled step reads the flat buffers themselves and needs none of them."""
+        if self.compiled:
+            return
         self.grad = torch.zeros_like(self.flat)
         self.params = self.layout.views(self.flat)
         self.adam.bind(self.flat, self.grad)

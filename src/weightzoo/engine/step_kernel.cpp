@@ -463,24 +463,25 @@ template <class T> static void logits_model(const StepArgs& a, int64_t k, Scratc
     forward<T>(a, k, model, x, R, turns.data(), turns.data(), turns.data(), false, nullptr, out);
 }
 
-template <class T> static void logits(const StepArgs& a) {
-    static thread_local Scratch<T> scratch;
+// For the length of a call: denormals flushed to zero and read as zero, whatever the calling thread's
+// mode, which is restored after.
+struct FlushDenormals {
 #if defined(__SSE__)
     const unsigned int mode = _mm_getcsr();
-    _mm_setcsr(mode | 0x8040);
+    FlushDenormals() { _mm_setcsr(mode | 0x8040); }
+    ~FlushDenormals() { _mm_setcsr(mode); }
 #endif
+};
+
+template <class T> static void logits(const StepArgs& a) {
+    static thread_local Scratch<T> scratch;
+    const FlushDenormals flushed;
     for (int64_t k = 0; k < a.models; ++k) logits_model<T>(a, k, scratch);
-#if defined(__SSE__)
-    _mm_setcsr(mode);
-#endif
 }
 
 template <class T> static void step(const StepArgs& a) {
     static thread_local Scratch<T> scratch;
-#if defined(__SSE__)
-    const unsigned int mode = _mm_getcsr();
-    _mm_setcsr(mode | 0x8040);  // flush denormals to zero, and read them as zero
-#endif
+    const FlushDenormals flushed;
     T* loss = static_cast<T*>(a.loss);
     T* t = static_cast<T*>(a.t);
     for (int64_t k = 0; k < a.models; ++k) {
@@ -491,9 +492,6 @@ template <class T> static void step(const StepArgs& a) {
         t[k] += 1;
         step_model<T>(a, k, scratch);
     }
-#if defined(__SSE__)
-    _mm_setcsr(mode);
-#endif
 }
 
 }  // namespace

@@ -139,6 +139,30 @@ def usable(device: torch.device, dtype: torch.dtype) -> bool:
     return device.type == "cpu" and dtype in (torch.float32, torch.float64) and load() is not None
 
 
+def _call(entry: str, flat: torch.Tensor, widths: np.ndarray, x: torch.Tensor, **fields) -> None:
+    """Call `entry`'s float32 or float64 version (by `flat`'s dtype) with the stack's sizes, parameters,
+    widths and inputs, and the entry's own `fields` (pointers and strides)."""
+    library = load()
+    assert library is not None
+    K, rows, in_dim = x.shape
+    assert flat.is_contiguous() and flat.device.type == "cpu" and x.dtype == flat.dtype
+    assert x.stride(2) == 1 and x.stride(1) == in_dim
+    widths = np.ascontiguousarray(widths, dtype=np.int64)
+    args = StepArgs(
+        models=K,
+        in_dim=in_dim,
+        rows=rows,
+        params=flat.shape[1],
+        x_stride=x.stride(0),
+        flat=flat.data_ptr(),
+        widths=widths.ctypes.data,
+        x=x.data_ptr(),
+        leaky_slope=LEAKY_SLOPE,
+        **fields,
+    )
+    getattr(library, f"{entry}_f32" if flat.dtype == torch.float32 else f"{entry}_f64")(ctypes.byref(args))
+
+
 def step(
     *,
     flat: torch.Tensor,
@@ -159,37 +183,28 @@ def step(
     """One step of every stepping model, in place on `flat`, `m`, `v` and `t`; each model's summed loss
     over its rows. `x` [K, rows, in], `y` and `mask` [K, rows] may be row slices of larger tensors;
     `keep`: dropout scales [depth, K, rows, width] or None."""
-    library = load()
-    assert library is not None
-    K, rows, in_dim = x.shape
-    for tensor in (flat, m, v, t, lr):
+    for tensor in (m, v, t, lr):
         assert tensor.is_contiguous() and tensor.device.type == "cpu"
-    assert all(tensor.dtype == flat.dtype for tensor in (m, v, t, lr, x, y, mask))
-    assert x.stride(2) == 1 and x.stride(1) == in_dim and y.stride(1) == 1 and mask.stride(1) == 1
+    assert all(tensor.dtype == flat.dtype for tensor in (m, v, t, lr, y, mask))
+    assert y.stride(1) == 1 and mask.stride(1) == 1
     stepping = np.ascontiguousarray(stepping, dtype=np.uint8)
-    widths = np.ascontiguousarray(widths, dtype=np.int64)
-    loss = torch.empty(K, dtype=flat.dtype)
-    if keep is not None:
-        keep = keep.contiguous()
-    args = StepArgs(
-        models=K,
+    loss = torch.empty(x.shape[0], dtype=flat.dtype)
+    keep = keep.contiguous() if keep is not None else None
+    _call(
+        "wz_step",
+        flat,
+        widths,
+        x,
         depth=depth,
-        in_dim=in_dim,
         width=width,
-        rows=rows,
         activation=ACTIVATION_CODES[activation],
-        params=flat.shape[1],
-        x_stride=x.stride(0),
         y_stride=y.stride(0),
         mask_stride=mask.stride(0),
-        flat=flat.data_ptr(),
         m=m.data_ptr(),
         v=v.data_ptr(),
         t=t.data_ptr(),
         lr=lr.data_ptr(),
         stepping=stepping.ctypes.data,
-        widths=widths.ctypes.data,
-        x=x.data_ptr(),
         y=y.data_ptr(),
         mask=mask.data_ptr(),
         keep=keep.data_ptr() if keep is not None else None,
@@ -197,9 +212,7 @@ def step(
         beta1=ADAM_BETAS[0],
         beta2=ADAM_BETAS[1],
         eps=ADAM_EPS,
-        leaky_slope=LEAKY_SLOPE,
     )
-    (library.wz_step_f32 if flat.dtype == torch.float32 else library.wz_step_f64)(ctypes.byref(args))
     return loss
 
 
@@ -208,28 +221,17 @@ def logits(
 ) -> torch.Tensor:
     """The logits [K, rows] of the models whose parameters `flat` [K, P] holds, for inputs `x`
     [K, rows, in]: the compiled step's forward pass."""
-    library = load()
-    assert library is not None
     x = x.contiguous()
-    K, rows, in_dim = x.shape
-    assert flat.is_contiguous() and x.dtype == flat.dtype and flat.device.type == "cpu"
-    widths = np.ascontiguousarray(widths, dtype=np.int64)
-    out = torch.empty(K, rows, dtype=flat.dtype)
-    args = StepArgs(
-        models=K,
+    out = torch.empty(x.shape[:2], dtype=flat.dtype)
+    _call(
+        "wz_logits",
+        flat,
+        widths,
+        x,
         depth=depth,
-        in_dim=in_dim,
         width=width,
-        rows=rows,
         activation=ACTIVATION_CODES[activation],
-        params=flat.shape[1],
-        x_stride=rows * in_dim,
-        y_stride=rows,
-        flat=flat.data_ptr(),
-        widths=widths.ctypes.data,
-        x=x.data_ptr(),
+        y_stride=x.shape[1],
         loss=out.data_ptr(),
-        leaky_slope=LEAKY_SLOPE,
     )
-    (library.wz_logits_f32 if flat.dtype == torch.float32 else library.wz_logits_f64)(ctypes.byref(args))
     return out
