@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import stat
+import warnings
 
 import numpy as np
 import pytest
@@ -170,3 +171,7 @@ def test_a_compiler_that_fails_is_a_warning_and_the_pytorch_step_trains(fresh_bu
         assert step_kernel.load() is None
     assert not step_kernel.usable(torch.device("cpu"), torch.float32)
     assert not list((fresh_build / "cache").glob("*.so*"))  # nothing half-built left behind
+    step_kernel.load.cache_clear()  # another process: told by the note, it neither builds nor warns
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert step_kernel.load() is None

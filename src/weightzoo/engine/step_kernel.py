@@ -114,19 +114,34 @@ def _build(compiler: str, target: Path) -> None:
 
 @cache
 def load() -> ctypes.CDLL | None:
-    """The compiled step, built here if need be; None where it cannot be (the PyTorch step trains)."""
+    """The compiled step, built here if need be; None where it cannot be (the PyTorch step trains).
+
+    A build that fails leaves a note beside where the library would be, so that it is said once (by
+    the first process that tries) and not tried again by every worker; a new compiler is a new build."""
     compiler = _compiler()
     if compiler is None:
         return None
     target = _cache_dir() / f"step_kernel-{_key(compiler)}.so"
+    failed = target.with_suffix(".failed")
+    if failed.exists():
+        return None
     try:
         if not target.exists():
             _build(compiler, target)
         library = ctypes.CDLL(str(target))
     except (OSError, subprocess.CalledProcessError) as error:
-        detail = getattr(error, "stderr", "") or str(error)
-        message = f"the compiled training step did not build; training takes the PyTorch step: {detail}"
-        warnings.warn(message, stacklevel=2)
+        detail = (getattr(error, "stderr", "") or "").strip().splitlines()
+        if isinstance(error, subprocess.CalledProcessError):
+            reason = detail[0] if detail else f"exit status {error.returncode}"
+        else:
+            reason = str(error)
+        failed.parent.mkdir(parents=True, exist_ok=True)
+        failed.write_text(f"{compiler}: {reason}\n")
+        warnings.warn(
+            f"the compiled training step did not build with {compiler} ({reason[:200]}); training takes "
+            f"the slower PyTorch step (remove {failed} to try again)",
+            stacklevel=2,
+        )
         return None
     for name in ("wz_step_f32", "wz_step_f64", "wz_logits_f32", "wz_logits_f64"):
         getattr(library, name).argtypes = [ctypes.POINTER(StepArgs)]

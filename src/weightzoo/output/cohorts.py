@@ -61,8 +61,9 @@ def check_manifest(out: Path, identity: RunIdentity, log: Callable[[str], None])
     differ = identity.differences(info)
     if differ:
         raise UserError(
-            f"{out} holds a dataset made with another config, signature file, cohort layout or "
-            f"weightzoo version ({'; '.join(differ)}); use another pipeline.output_dir or remove that folder"
+            f"{out} holds a dataset made with another config, signature file, cohort layout, training "
+            f"engine or weightzoo version ({'; '.join(differ)}); use another pipeline.output_dir or remove "
+            "that folder"
         )
 
 

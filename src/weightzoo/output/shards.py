@@ -70,7 +70,7 @@ class RunIdentity:
 
 
 class ForeignFile(UserError):
-    """A file written by another config, probe set, cohort layout or weightzoo version."""
+    """A file written by another config, probe set, cohort layout, training engine or weightzoo version."""
 
 
 class DamagedFile(UserError):
@@ -219,8 +219,8 @@ def check_stamp(path: Path, stamp: dict, identity: RunIdentity, about: dict, sta
     )
     if differ:
         raise ForeignFile(
-            f"{path} was written by another config, signature set, cohort layout or weightzoo version "
-            f"({'; '.join(differ)}); use another pipeline.output_dir, or remove that folder"
+            f"{path} was written by another config, signature set, cohort layout, training engine or "
+            f"weightzoo version ({'; '.join(differ)}); use another pipeline.output_dir, or remove that folder"
         )
     for key, value in about.items():
         if stamp.get(key) != value:
