@@ -13,7 +13,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 def test_cuda_training_agrees_with_itself_and_with_the_reference_loop():
-    from test_cohort import RULES, TOL64, assert_same_result, synthetic_job
+    from test_cohort import RULES, assert_same_result, synthetic_job
 
     from weightzoo.engine import train_cohort
     from weightzoo.engine.reference import train_one
@@ -24,7 +24,8 @@ def test_cuda_training_agrees_with_itself_and_with_the_reference_loop():
     for i, (a, b) in enumerate(zip(first, second, strict=True)):
         assert all(torch.equal(a.improved[k], b.improved[k]) for k in a.improved), i
         assert all(v.device.type == "cpu" for v in a.improved.values())
-        assert_same_result(a, train_one(jobs[i], RULES), TOL64, f"job {i}")
+        # 1e-10, not the CPU's 1e-12: no card has measured how close cuBLAS's float64 sums come
+        assert_same_result(a, train_one(jobs[i], RULES), 1e-10, f"job {i}")
 
 
 def test_two_cuda_runs_write_the_same_bytes(tmp_path):
